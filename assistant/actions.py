@@ -1,0 +1,182 @@
+"""Every write and side effect of the website assistant. The chat consumer (and later the email
+desk) calls `stream_answer`, the one answer path: store the question, retrieve, prompt, stream,
+store the answer with its provenance."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import transaction
+
+from assistant.errors import ChatError
+from assistant.models import Conversation, Feedback, Message
+from assistant.prompts import ANSWER_TEMPLATE_VERSION, Source, build_answer_messages, number_sources
+from inference.actions import version_for_key
+from inference.base import GenerationParams, InferenceError, Usage
+from inference.services import get_text_generator
+from retrieval.search import search
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AnswerEvent:
+    kind: str  # "conversation" | "token" | "citations" | "done"
+    data: dict[str, Any]
+
+
+def get_or_start_conversation(conversation_id: str | None, collection: str) -> Conversation:
+    if conversation_id is None:
+        return Conversation.objects.create(collection=collection)
+    try:
+        return Conversation.objects.get(pk=uuid.UUID(str(conversation_id)))
+    except (ValueError, Conversation.DoesNotExist) as exc:
+        # The same answer for a malformed and a missing id: ids are not to be probed.
+        raise ChatError("unknown_conversation", "That conversation does not exist.") from exc
+
+
+def _history(conversation: Conversation, before: Message) -> list[tuple[str, str]]:
+    turns = settings.CHAT_HISTORY_TURNS * 2
+    if turns == 0:
+        return []
+    rows = (
+        conversation.messages.filter(id__lt=before.id, status=Message.Status.COMPLETE)
+        .exclude(role=Message.Role.AGENT)
+        .order_by("-id")[:turns]
+    )
+    return [(m.role, m.text) for m in reversed(rows)]
+
+
+def citation_items(sources: list[Source]) -> list[dict[str, Any]]:
+    return [
+        {
+            "n": s.n,
+            "title": s.best.title,
+            "url": s.best.url,
+            "section": s.best.section,
+            "snippet": _snippet(s.best.text),
+        }
+        for s in sources
+    ]
+
+
+def _snippet(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
+
+
+@sync_to_async
+def _begin(conversation_id: str | None, collection: str, text: str):
+    conversation = get_or_start_conversation(conversation_id, collection)
+    if conversation.status == Conversation.Status.CLOSED:
+        raise ChatError("conversation_closed", "This conversation is closed; start a new one.")
+    question = Message.objects.create(conversation=conversation, role=Message.Role.USER, text=text)
+    hits = search(text, collection=conversation.collection, k=settings.CHAT_RETRIEVAL_K)
+    return conversation, question, _history(conversation, question), hits
+
+
+@sync_to_async
+def _finish(
+    conversation: Conversation,
+    text: str,
+    usage: Usage | None,
+    sources: list[Source],
+    status: str,
+    citations: list[dict[str, Any]],
+    started: float,
+) -> Message:
+    with transaction.atomic():
+        version = version_for_key(usage.model_version, "chat") if usage else None
+        message = Message.objects.create(
+            conversation=conversation,
+            role=Message.Role.ASSISTANT,
+            text=text,
+            status=status,
+            model_version=version,
+            prompt_template=ANSWER_TEMPLATE_VERSION,
+            retrieved=[
+                {"chunk": hit.chunk_id, "score": round(hit.score, 4), "source": s.n}
+                for s in sources
+                for hit in s.hits
+            ],
+            citations=citations,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+            first_token_ms=round(usage.seconds_to_first_token * 1000)
+            if usage and usage.seconds_to_first_token is not None
+            else None,
+            latency_ms=round((time.perf_counter() - started) * 1000),
+            finish_reason=usage.finish_reason if usage else "",
+        )
+        Conversation.objects.filter(pk=conversation.pk).update(updated_at=message.created_at)
+    return message
+
+
+async def stream_answer(
+    text: str, *, conversation_id: str | None, collection: str = "default"
+) -> AsyncIterator[AnswerEvent]:
+    """Answer a visitor's question, yielding events for the client as they happen.
+
+    The answer is stored whatever happens: complete, cut short because the visitor left
+    (status "cancelled", with the text generated so far) or failed.
+    """
+    started = time.perf_counter()
+    conversation, _question, history, hits = await _begin(conversation_id, collection, text)
+    yield AnswerEvent("conversation", {"id": str(conversation.id)})
+
+    sources = number_sources(hits)
+    messages = build_answer_messages(text, sources, history)
+    generator = await sync_to_async(get_text_generator, thread_sensitive=False)()  # loads once
+    generation = generator.stream(
+        messages,
+        GenerationParams(
+            max_tokens=settings.CHAT_MAX_ANSWER_TOKENS,
+            temperature=0.0,
+            repetition_penalty=settings.CHAT_REPETITION_PENALTY,
+        ),
+    )
+    parts: list[str] = []
+    citations = citation_items(sources)
+    status = Message.Status.FAILED
+    try:
+        async for delta in generation:
+            parts.append(delta)
+            yield AnswerEvent("token", {"text": delta})
+        status = Message.Status.COMPLETE
+    except InferenceError as exc:
+        raise ChatError(exc.code, exc.message) from exc
+    except (asyncio.CancelledError, GeneratorExit):
+        status = Message.Status.CANCELLED
+        raise
+    finally:
+        answer = "".join(parts).strip()
+        message = await asyncio.shield(
+            _finish(conversation, answer, generation.usage, sources, status, citations, started)
+        )
+    yield AnswerEvent("citations", {"items": citations})
+    yield AnswerEvent("done", {"message": str(message.pk), "handoff": False})
+
+
+@sync_to_async
+def do_record_feedback(conversation_id: str | None, message_id: Any, value: Any, comment: Any) -> Feedback:
+    """Attach a visitor's thumbs up/down to an answer in their own conversation."""
+    if value not in (1, -1) or isinstance(value, bool):
+        raise ChatError("bad_feedback", "Feedback value must be 1 or -1.")
+    if comment is not None and not isinstance(comment, str):
+        raise ChatError("bad_feedback", "Feedback comment must be text.")
+    comment = (comment or "")[: settings.CHAT_MAX_MESSAGE_CHARS]
+    try:
+        message = Message.objects.get(
+            pk=int(message_id), role=Message.Role.ASSISTANT, conversation_id=uuid.UUID(str(conversation_id))
+        )
+    except (TypeError, ValueError, Message.DoesNotExist) as exc:
+        raise ChatError("unknown_message", "That message does not exist.") from exc
+    return Feedback.objects.create(message=message, value=value, comment=comment)

@@ -1,0 +1,111 @@
+"""`python manage.py serve`: the whole product in one process group.
+
+Starts the ASGI server (uvicorn: HTTP and websockets) in this process and the embedded Celery
+worker as a child. Ctrl-C or SIGTERM stops both cleanly; the worker is also told to exit by the
+kernel if this process dies abruptly (PR_SET_PDEATHSIG), so no orphan is ever left behind.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import signal
+import subprocess
+import sys
+import threading
+
+import uvicorn
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+class Command(BaseCommand):
+    help = "Serve HTTP and websockets and run the embedded Celery worker."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--no-worker", action="store_true", help="Do not start the Celery worker.")
+        parser.add_argument(
+            "--no-warmup", action="store_true", help="Load models on first use instead of at start."
+        )
+
+    def handle(self, *args, host: str, port: int, no_worker: bool, no_warmup: bool, **options) -> None:
+        worker = None if no_worker else self._start_worker()
+        if settings.SMTP_INBOUND_PORT:
+            log.warning(
+                "event=smtp_inbound_unavailable port=%s reason=not_built_yet", settings.SMTP_INBOUND_PORT
+            )
+        if not no_warmup:
+            threading.Thread(target=self._warm_up, name="parley-warmup", daemon=True).start()
+
+        # uvicorn handles SIGINT/SIGTERM by shutting down gracefully and then re-raising the
+        # signal; turn that re-raised SIGTERM into SystemExit so the cleanup below still runs.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        server = uvicorn.Server(
+            uvicorn.Config(
+                "config.asgi:application",
+                host=host,
+                port=port,
+                lifespan="off",
+                log_level="info",
+                ws_max_size=max(settings.CHAT_MAX_FRAME_BYTES * 4, 65536),
+                timeout_graceful_shutdown=10,
+            )
+        )
+        self.stdout.write(f"Parley serving on http://{host}:{port}/ (Ctrl-C to stop)")
+        self.stdout.flush()
+        try:
+            server.run()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            if worker is not None:
+                self._stop_worker(worker)
+        self.stdout.write("Parley stopped.")
+
+    def _start_worker(self) -> subprocess.Popen:
+        argv = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--pool=solo",
+            "--loglevel=INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "--hostname=parley-embedded@%h",
+        ]
+        return subprocess.Popen(argv, preexec_fn=_die_with_parent)  # noqa: S603,PLW1509
+
+    def _stop_worker(self, worker: subprocess.Popen) -> None:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)  # Celery's warm shutdown: finish the current task
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+
+    def _warm_up(self) -> None:
+        from inference.services import get_embedder, get_text_generator
+
+        try:
+            get_embedder()
+            get_text_generator()
+        except Exception:
+            log.exception("event=warmup_failed")

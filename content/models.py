@@ -1,0 +1,1 @@
+"""Content studio tables arrive with the content-studio issue."""

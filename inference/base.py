@@ -1,0 +1,109 @@
+"""The interfaces product code uses to reach models. Nothing outside inference/ imports torch.
+
+Backends (in-process or remote) implement these small classes and are chosen by dotted path in
+settings (TEXT_GENERATOR_BACKEND, EMBEDDER_BACKEND), the way Django picks an EMAIL_BACKEND.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
+
+import numpy as np
+
+
+class ChatMessage(TypedDict):
+    role: str  # "system" | "user" | "assistant"
+    content: str
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    max_tokens: int = 256
+    temperature: float = 0.0  # 0 means greedy: the same prompt gives the same answer
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    repetition_penalty: float = 1.0  # >1 discourages repeating tokens (1.0 = off)
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    model_version: str  # the registry key of the model that produced the text
+    finish_reason: str = "stop"  # "stop" | "length" | "cancelled"
+    seconds_to_first_token: float | None = None
+    seconds_total: float | None = None
+
+
+class InferenceError(Exception):
+    """A request the inference layer refused or could not complete; `code` is stable."""
+
+    code = "inference_error"
+    message = "The model could not produce an answer."
+
+    def __init__(self, message: str | None = None, *, code: str | None = None) -> None:
+        self.message = message or self.message
+        if code:
+            self.code = code
+        super().__init__(self.message)
+
+
+class ModelBusy(InferenceError):
+    code = "busy"
+    message = "The assistant is busy with other requests; please try again in a moment."
+
+
+class InputTooLong(InferenceError):
+    code = "input_too_long"
+    message = "The request is longer than the model accepts."
+
+
+class ModelUnavailable(InferenceError):
+    code = "model_unavailable"
+    message = "The model is not available. Run `python manage.py prepare_models`."
+
+
+@dataclass
+class Generation:
+    """An answer being generated: iterate it for text deltas; `usage` is set once it ends."""
+
+    deltas: AsyncIterator[str] | None = None  # set by the backend right after construction
+    usage: Usage | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        assert self.deltas is not None
+        return self.deltas
+
+
+class TextGenerator:
+    """Streams a chat completion.
+
+    `stream(messages, params)` returns a Generation at once; iterating it yields text deltas as
+    the model produces them and fills `generation.usage` at the end. Closing the iteration early
+    (the client went away) cancels the work and frees the model for the next request.
+    """
+
+    model_version: str
+
+    def stream(self, messages: list[ChatMessage], params: GenerationParams) -> Generation:
+        raise NotImplementedError
+
+    async def complete(self, messages: list[ChatMessage], params: GenerationParams) -> tuple[str, Usage]:
+        generation = self.stream(messages, params)
+        parts = [delta async for delta in generation]
+        assert generation.usage is not None
+        return "".join(parts), generation.usage
+
+
+class Embedder:
+    """Embeds texts: `embed(texts)` returns a float32 array (n, dim), each row L2-normalised."""
+
+    model_version: str
+    dim: int
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        raise NotImplementedError

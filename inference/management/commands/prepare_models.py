@@ -1,0 +1,55 @@
+"""`python manage.py prepare_models`: make the default models ready offline (idempotent)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
+
+from inference.actions import do_register_model_version
+from inference.prepare import prepare_chat_model, prepare_embedding_model
+
+
+class Command(BaseCommand):
+    help = "Fetch and convert the default chat model and locate the embedding model (offline, idempotent)."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--skip-register",
+            action="store_true",
+            help="Prepare files only; do not record versions in the database.",
+        )
+
+    def handle(self, *args, **options) -> None:
+        started = time.perf_counter()
+        chat_dir = Path(settings.CHAT_MODEL)
+        prepared = []
+        if chat_dir.is_relative_to(settings.MODELS_DIR) or not chat_dir.exists():
+            try:
+                chat, built = prepare_chat_model(chat_dir, download_dir=settings.MODELS_DIR / "downloads")
+            except Exception as exc:
+                raise CommandError(f"Could not prepare the chat model: {exc}") from exc
+            self.stdout.write(f"chat model {chat.key}: {'converted' if built else 'ready'} at {chat.path}")
+            prepared.append(chat)
+        else:
+            self.stdout.write(f"chat model: using CHAT_MODEL={chat_dir} as configured")
+        try:
+            embedding = prepare_embedding_model(settings.EMBEDDING_MODEL)
+        except FileNotFoundError as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(f"embedding model {embedding.key}: ready at {embedding.path}")
+        prepared.append(embedding)
+
+        if not options["skip_register"]:
+            try:
+                for model in prepared:
+                    do_register_model_version(key=model.key, kind=model.kind, **model.as_registry_fields())
+            except DatabaseError as exc:
+                raise CommandError(
+                    f"Models are ready but could not be registered "
+                    f"(run `python manage.py migrate` first): {exc}"
+                ) from exc
+        self.stdout.write(self.style.SUCCESS(f"models ready in {time.perf_counter() - started:.1f}s"))

@@ -1,0 +1,91 @@
+"""The vector index: FAISS behind one small class, one file per collection under INDEX_DIR.
+
+Vectors are L2-normalised, so inner product is cosine similarity. Vector ids are Chunk primary
+keys. Writers (the ingest command, Celery workers) take an exclusive file lock for their
+read-modify-write and replace the file atomically (write, fsync, rename), so a reader in another
+process always sees either the old or the new index, never half of one; readers reload when the
+file changes on disk.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+
+class VectorIndex:
+    def __init__(self, directory: Path, collection: str, dim: int) -> None:
+        self.path = Path(directory) / f"{collection}.faiss"
+        self.dim = dim
+        self._index: faiss.Index | None = None
+        self._stamp: tuple[int, int] | None = None  # (mtime_ns, size) of the loaded file
+        self._lock = threading.Lock()
+
+    def _empty(self) -> faiss.Index:
+        return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+
+    def _file_stamp(self) -> tuple[int, int] | None:
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return (stat.st_mtime_ns, stat.st_size)
+
+    def _current(self) -> faiss.Index:
+        """The index as on disk now, re-read only if the file changed since the last read."""
+        stamp = self._file_stamp()
+        if self._index is None or stamp != self._stamp:
+            self._index = faiss.read_index(str(self.path)) if stamp else self._empty()
+            self._stamp = stamp
+        return self._index
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._current().ntotal)
+
+    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """query: (dim,) or (n, dim) float32. Returns (ids, scores), each (n, k); id -1 = none."""
+        queries = np.atleast_2d(np.asarray(query, dtype=np.float32))  # (n, dim)
+        with self._lock:
+            index = self._current()
+            if index.ntotal == 0:
+                n = queries.shape[0]
+                return np.full((n, k), -1, dtype=np.int64), np.zeros((n, k), dtype=np.float32)
+            scores, ids = index.search(queries, k)
+        return ids, scores
+
+    @contextmanager
+    def _writing(self) -> Iterator[faiss.Index]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.path.with_suffix(".lock")
+        with open(lock_path, "a") as lock_file, self._lock:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            try:
+                index = self._current()
+                yield index
+                self._save(index)
+            finally:
+                fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+    def _save(self, index: faiss.Index) -> None:
+        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
+        faiss.write_index(index, str(tmp))
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+        self._index, self._stamp = index, self._file_stamp()
+
+    def replace(self, remove_ids: list[int], add_ids: list[int], vectors: np.ndarray) -> None:
+        """Remove some ids and add others in one atomic update. vectors: (len(add_ids), dim)."""
+        with self._writing() as index:
+            if remove_ids:
+                index.remove_ids(np.asarray(remove_ids, dtype=np.int64))
+            if add_ids:
+                index.add_with_ids(np.asarray(vectors, dtype=np.float32), np.asarray(add_ids, dtype=np.int64))

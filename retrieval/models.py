@@ -1,0 +1,54 @@
+"""The knowledge base: documents and their chunks. The database is the source of truth; the
+FAISS index on disk is derived from it (chunk primary keys are the vector ids)."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class Document(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        PROCESSING = "processing"
+        READY = "ready"
+        FAILED = "failed"
+
+    collection = models.SlugField(max_length=64, default="default")
+    title = models.CharField(max_length=300)
+    # Where it came from (a file path or URL) and where a reader can see it (for citations).
+    source = models.CharField(max_length=1000)
+    url = models.CharField(max_length=1000, blank=True)
+    language = models.CharField(max_length=16, default="en")
+    content_hash = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    error = models.TextField(blank=True)
+    # Public documents can be shown to website visitors through citation links.
+    public = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["collection", "source"], name="unique_source_per_collection")
+        ]
+        ordering = ["collection", "title"]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class Chunk(models.Model):
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks")
+    ordinal = models.PositiveIntegerField()
+    text = models.TextField()
+    section = models.CharField(max_length=500, blank=True)  # "Title > Section > Subsection"
+    anchor = models.CharField(max_length=200, blank=True)  # the heading's slug, for #links
+    page = models.PositiveIntegerField(null=True, blank=True)
+    token_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["document_id", "ordinal"]
+        constraints = [models.UniqueConstraint(fields=["document", "ordinal"], name="unique_chunk_ordinal")]
+
+    def __str__(self) -> str:
+        return f"{self.document.title} #{self.ordinal}"
