@@ -65,16 +65,29 @@ def do_ingest_file(path: Path, *, collection: str = "default", public: bool = Tr
     """Add or refresh one document. Unchanged content does nothing; changed content replaces the
     document's chunks and vectors; a failure is recorded on the document and raised."""
     path = Path(path).resolve()
-    source = str(path)
     try:
-        text = _read_text(path)
+        return _ingest(path, collection, public)
     except IngestError as exc:
-        Document.objects.update_or_create(
-            collection=collection,
-            source=source,
-            defaults={"title": path.name, "status": Document.Status.FAILED, "error": exc.message},
-        )
+        _record_failure(path, collection, exc.message)
         raise
+    except Exception as exc:
+        log.exception("event=ingest_failed path=%s", path.name)
+        _record_failure(path, collection, f"Internal error: {exc.__class__.__name__}")
+        raise IngestError(f"{path.name} could not be ingested ({exc.__class__.__name__})") from exc
+
+
+def _record_failure(path: Path, collection: str, message: str) -> None:
+    Document.objects.update_or_create(
+        collection=collection,
+        source=str(path),
+        defaults={"status": Document.Status.FAILED, "error": message},
+        create_defaults={"title": path.name, "status": Document.Status.FAILED, "error": message},
+    )
+
+
+def _ingest(path: Path, collection: str, public: bool) -> IngestResult:
+    source = str(path)
+    text = _read_text(path)
     digest = hashlib.sha256(text.encode()).hexdigest()
     title = markdown_title(text, fallback=path.stem.replace("-", " ").capitalize())
     document, _ = Document.objects.get_or_create(

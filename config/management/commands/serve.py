@@ -73,7 +73,7 @@ class Command(BaseCommand):
         finally:
             if worker is not None:
                 self._stop_worker(worker)
-        self.stdout.write("Parley stopped.")
+            self.stdout.write("Parley stopped.")
 
     def _start_worker(self) -> subprocess.Popen:
         argv = [

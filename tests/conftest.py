@@ -1,0 +1,163 @@
+"""Shared fixtures. Real models, loaded once per test session; a throwaway index directory."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.test import override_settings
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO_DIR = REPO / "demo"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_index(tmp_path_factory):
+    """Keep the tests' FAISS files out of the developer's var/index."""
+    from retrieval import search
+
+    index_dir = tmp_path_factory.mktemp("index")
+    with override_settings(INDEX_DIR=index_dir, CHAT_MAX_ANSWER_TOKENS=24):
+        search._indexes.clear()
+        yield index_dir
+        search._indexes.clear()
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    from inference.services import get_embedder
+
+    return get_embedder()
+
+
+@pytest.fixture(scope="session")
+def text_generator():
+    from inference.services import get_text_generator
+
+    return get_text_generator()
+
+
+@pytest.fixture
+def demo_kb(db, embedder, isolated_index):
+    """The demo knowledge base ingested into a fresh index (the DB rolls back after each test;
+    the index directory is emptied so vector ids never point at rows of an earlier test)."""
+    from retrieval import search
+    from retrieval.actions import do_ingest_path
+
+    _reset_index(isolated_index, search)
+    results = do_ingest_path(DEMO_DIR)
+    yield results
+    _reset_index(isolated_index, search)
+
+
+def _reset_index(index_dir: Path, search_module) -> None:
+    search_module._indexes.clear()
+    for path in index_dir.iterdir():
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def chat_model_dir() -> Path:
+    return Path(settings.CHAT_MODEL)
+
+
+class LiveParley:
+    """`manage.py serve` in its own process group, on its own data directory, as a user runs it."""
+
+    def __init__(self, data_dir: Path, port: int, *extra: str) -> None:
+        import os
+
+        self.data_dir = data_dir
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.env = {
+            **os.environ,
+            "PARLEY_DATA_DIR": str(data_dir),
+            "PARLEY_MODELS_DIR": str(settings.MODELS_DIR),
+            "DEBUG": "1",
+            "CHAT_MAX_ANSWER_TOKENS": "32",
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.extra = extra
+        self.process = None
+
+    def manage(self, *args: str, timeout: float = 300):
+        import subprocess
+        import sys
+
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=REPO,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=True,
+        )
+
+    def start(self) -> LiveParley:
+        import subprocess
+        import sys
+        import time
+        import urllib.request
+
+        self.log = open(self.data_dir / "serve.log", "w")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "serve", "--port", str(self.port), *self.extra],
+            cwd=REPO,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"serve exited early:\n{(self.data_dir / 'serve.log').read_text()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError("serve did not answer /health within 120 s")
+
+    def stop(self) -> int:
+        import signal
+        import subprocess
+
+        if self.process is None:
+            return 0
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                import os
+
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.log.close()
+        return self.process.returncode
+
+
+@pytest.fixture(scope="session")
+def live_parley(tmp_path_factory):
+    """The product as `make run` starts it: migrated, demo knowledge base ingested, serving."""
+    server = LiveParley(tmp_path_factory.mktemp("live"), free_port())
+    server.manage("migrate", "--noinput")
+    server.manage("ingest", str(DEMO_DIR))
+    server.start()
+    yield server
+    server.stop()

@@ -1,0 +1,92 @@
+"""`manage.py serve` as a user runs it: real sockets, the embedded Celery worker, clean shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from websockets.sync.client import connect
+
+from tests.conftest import LiveParley, free_port
+
+pytestmark = pytest.mark.slow
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def test_home_page_loads_the_widget_with_one_script_tag(live_parley):
+    with urllib.request.urlopen(live_parley.url + "/") as response:
+        html = response.read().decode()
+    assert html.count("parley/widget.js") == 1
+    assert f'data-parley-host="{live_parley.url}"' in html
+    with urllib.request.urlopen(live_parley.url + "/static/parley/widget.js") as response:
+        assert "attachShadow" in response.read().decode()
+
+
+def test_a_question_over_a_real_websocket_is_answered_with_a_source(live_parley):
+    ws_url = live_parley.url.replace("http", "ws") + "/ws/chat/"
+    with connect(ws_url, origin=live_parley.url, open_timeout=30) as socket:
+        socket.send(json.dumps({"type": "message", "text": "How long does a refund take?"}))
+        frames = []
+        while not frames or frames[-1]["type"] not in ("done", "error"):
+            frames.append(json.loads(socket.recv(timeout=180)))
+    kinds = [f["type"] for f in frames]
+    assert kinds[0] == "conversation" and "token" in kinds and kinds[-1] == "done", frames
+    citations = next(f for f in frames if f["type"] == "citations")["items"]
+    assert any("efund" in item["title"] for item in citations)
+    with urllib.request.urlopen(live_parley.url + citations[0]["url"]) as response:
+        assert citations[0]["title"] in response.read().decode()
+
+
+def test_the_embedded_worker_runs_queued_ingestion(live_parley, tmp_path):
+    doc = tmp_path / "gift-cards.md"
+    doc.write_text("# Gift cards\n\nBrightline gift cards are sold in £20 and £50 values.\n")
+    live_parley.manage("ingest", "--background", str(doc))
+    db = sqlite3.connect(live_parley.data_dir / "parley.sqlite3")
+    deadline = time.monotonic() + 120
+    status = None
+    while time.monotonic() < deadline and status != "ready":
+        row = db.execute(
+            "select status from retrieval_document where source = ?", (str(doc.resolve()),)
+        ).fetchone()
+        status = row[0] if row else None
+        time.sleep(0.5)
+    db.close()
+    assert status == "ready", (live_parley.data_dir / "serve.log").read_text()[-3000:]
+
+
+def test_sigterm_stops_the_server_and_its_worker_without_orphans(tmp_path):
+    server = LiveParley(tmp_path, free_port(), "--no-warmup")
+    server.manage("migrate", "--noinput")
+    server.start()
+    pid = server.process.pid
+    deadline = time.monotonic() + 60
+    while not _children(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    children = _children(pid)
+    assert children, "the Celery worker did not start"
+    time.sleep(3)  # let the worker finish booting, as it would have in real use
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(timeout=60) == 0
+    server.log.close()
+    for child in children:
+        with pytest.raises(ProcessLookupError):
+            os.kill(child, 0)
+    assert "Parley stopped." in (tmp_path / "serve.log").read_text()
