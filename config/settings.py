@@ -255,6 +255,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
     "loggers": {
         "httpx": {"level": "WARNING"},
+        "faiss.loader": {"level": "WARNING"},
         "django.channels.server": {"level": "WARNING"},
     },
 }
