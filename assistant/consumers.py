@@ -11,12 +11,14 @@ import asyncio
 import json
 import logging
 from typing import Any
+from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from assistant.actions import do_record_feedback, stream_answer
 from assistant.errors import ChatError
+from retrieval.models import COLLECTION_NAME
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +27,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.conversation_id: str | None = None
         self.answer_task: asyncio.Task | None = None
+        # The widget's data-collection arrives as ?collection=...; it picks the knowledge base
+        # for new conversations (a resumed one keeps its own).
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        self.collection = (query.get("collection") or ["default"])[0]
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
@@ -81,12 +87,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         conversation = frame.get("conversation", self.conversation_id)
         if conversation is not None and not isinstance(conversation, str):
             raise ChatError("unknown_conversation", "That conversation does not exist.")
-        collection = frame.get("collection", "default")
-        if not isinstance(collection, str) or not collection:
-            raise ChatError("bad_frame", "collection must be a non-empty string.")
+        if not COLLECTION_NAME.fullmatch(self.collection):
+            raise ChatError("unknown_collection", "That knowledge base does not exist.")
         if self.answer_task and not self.answer_task.done():
             raise ChatError("answer_in_progress", "Please wait until the current answer is finished.")
-        self.answer_task = asyncio.create_task(self._answer(text, conversation, collection))
+        self.answer_task = asyncio.create_task(self._answer(text, conversation, self.collection))
 
     async def _answer(self, text: str, conversation: str | None, collection: str) -> None:
         try:

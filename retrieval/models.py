@@ -3,7 +3,12 @@ FAISS index on disk is derived from it (chunk primary keys are the vector ids)."
 
 from __future__ import annotations
 
+import re
+
 from django.db import models
+
+# Collection names become file names of the index: letters, digits, "-" and "_" only.
+COLLECTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class Document(models.Model):

@@ -153,6 +153,15 @@ async def test_leaving_mid_answer_keeps_the_partial_answer(demo_kb, text_generat
     assert message is not None and message.status in ("cancelled", "complete")
 
 
+async def test_a_collection_name_that_is_not_a_slug_is_refused(demo_kb):
+    communicator = WebsocketCommunicator(application, "/ws/chat/?collection=../../etc", headers=[ORIGIN])
+    assert (await communicator.connect())[0]
+    await communicator.send_json_to({"type": "message", "text": "hello"})
+    frame = await communicator.receive_json_from(timeout=10)
+    assert frame["code"] == "unknown_collection"
+    await communicator.disconnect()
+
+
 async def test_a_foreign_origin_is_rejected():
     communicator = WebsocketCommunicator(
         application, "/ws/chat/", headers=[(b"origin", b"https://evil.example")]

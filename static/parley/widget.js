@@ -219,6 +219,7 @@
     var u = new URL(host + "/");
     u.protocol = u.protocol === "https:" ? "wss:" : "ws:";
     u.pathname = u.pathname.replace(/\/+$/, "") + "/ws/chat/";
+    u.search = "?collection=" + encodeURIComponent(collection);
     return u.href;
   }
 
@@ -269,12 +270,22 @@
         scrollDown();
         break;
       case "error":
+        if (frame.code === "unknown_conversation" && conversationId && lastSent) {
+          // The stored conversation is gone (erased, or a reinstalled server): start afresh
+          // and send the same question again rather than failing forever.
+          conversationId = null;
+          storageSet("");
+          socket.send(JSON.stringify({ type: "message", text: lastSent, conversation: null }));
+          break;
+        }
         abandonReply();
         addError(frame.message ? String(frame.message) : null);
         setBusy(false);
         break;
     }
   }
+
+  var lastSent = null;
 
   function send() {
     var text = input.value.trim();
@@ -285,7 +296,8 @@
       connect();
       return;
     }
-    socket.send(JSON.stringify({ type: "message", text: text.slice(0, MAX_LEN), conversation: conversationId || null }));
+    lastSent = text.slice(0, MAX_LEN);
+    socket.send(JSON.stringify({ type: "message", text: lastSent, conversation: conversationId || null }));
     addBubble("user", text);
     input.value = "";
     setBusy(true);

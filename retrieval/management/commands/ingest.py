@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from retrieval.actions import do_ingest_file, iter_files
 from retrieval.errors import IngestError
+from retrieval.models import COLLECTION_NAME
 
 
 class Command(BaseCommand):
@@ -30,6 +31,8 @@ class Command(BaseCommand):
     def handle(
         self, *args, paths: list[str], collection: str, private: bool, background: bool, **options
     ) -> None:
+        if not COLLECTION_NAME.fullmatch(collection):
+            raise CommandError("--collection may contain only letters, digits, '-' and '_'")
         if background:
             from retrieval.tasks import ingest_path
 
