@@ -143,7 +143,11 @@ class Engine:
         input_ids = torch.tensor([prompt_ids], device=self.device)  # (1, T)
         seen = torch.tensor(sorted(set(prompt_ids)), device=self.device, dtype=torch.long)
         for _ in range(max_new):
-            logits = self.model(input_ids=input_ids, past_key_values=cache, use_cache=True).logits
+            # logits_to_keep=1: only the last position needs the (V=49k)-wide LM head; computing
+            # it for the whole prompt cost ~15% of prefill time.
+            logits = self.model(
+                input_ids=input_ids, past_key_values=cache, use_cache=True, logits_to_keep=1
+            ).logits
             logits = logits[:, -1, :].float()  # (1, V)
             if params.repetition_penalty != 1.0:
                 logits = self._penalise(logits, seen, params.repetition_penalty)

@@ -1,4 +1,4 @@
-"""One thread for all model work in a process.
+"""One thread for all model work in a process (torch, and FAISS, which shares its OpenMP).
 
 PyTorch on CPU keeps an OpenMP worker pool per calling thread, and idle pools spin for a while
 before sleeping. When generation and embedding run on different threads, the pools fight over the
