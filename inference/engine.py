@@ -141,7 +141,10 @@ class Engine:
         decoder = IncrementalDecoder(self.tokenizer)
         cache = DynamicCache()
         input_ids = torch.tensor([prompt_ids], device=self.device)  # (1, T)
-        seen = torch.tensor(sorted(set(prompt_ids)), device=self.device, dtype=torch.long)
+        # Tokens the answer has used so far. Unlike transformers' generate, prompt tokens are not
+        # penalised: a grounded answer should copy facts from its sources (measured on the demo
+        # questions: penalising them dropped facts found from 3/8 to 1/8).
+        seen = torch.empty(0, device=self.device, dtype=torch.long)
         for _ in range(max_new):
             # logits_to_keep=1: only the last position needs the (V=49k)-wide LM head; computing
             # it for the whole prompt cost ~15% of prefill time.
@@ -161,8 +164,8 @@ class Engine:
 
     @staticmethod
     def _penalise(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
-        """CTRL-style repetition penalty (as in transformers): tokens already in the prompt or
-        the answer become less likely; tiny models otherwise loop on one sentence."""
+        """CTRL-style repetition penalty: tokens the answer already used become less likely;
+        tiny models otherwise loop on one sentence."""
         scores = logits.gather(1, seen.view(1, -1))  # (1, S)
         scores = torch.where(scores > 0, scores / penalty, scores * penalty)
         return logits.scatter(1, seen.view(1, -1), scores)
