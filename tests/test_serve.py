@@ -59,7 +59,11 @@ def test_the_embedded_worker_runs_queued_ingestion(live_parley, tmp_path):
     doc = tmp_path / "gift-cards.md"
     doc.write_text("# Gift cards\n\nBrightline gift cards are sold in £20 and £50 values.\n")
     live_parley.manage("ingest", "--background", str(doc))
-    db = sqlite3.connect(live_parley.data_dir / "parley.sqlite3")
+    _wait_for_document(live_parley.data_dir / "parley.sqlite3", doc)
+
+
+def _wait_for_document(database: Path, doc: Path) -> None:
+    db = sqlite3.connect(database)
     deadline = time.monotonic() + 120
     status = None
     while time.monotonic() < deadline and status != "ready":
@@ -69,13 +73,18 @@ def test_the_embedded_worker_runs_queued_ingestion(live_parley, tmp_path):
         status = row[0] if row else None
         time.sleep(0.5)
     db.close()
-    assert status == "ready", (live_parley.data_dir / "serve.log").read_text()[-3000:]
+    assert status == "ready", (database.parent / "serve.log").read_text()[-3000:]
 
 
-def test_sigterm_stops_the_server_and_its_worker_without_orphans(tmp_path):
+def test_work_queued_while_stopped_runs_after_start_and_sigterm_leaves_no_orphans(tmp_path):
     server = LiveParley(tmp_path, free_port(), "--no-warmup")
     server.manage("migrate", "--noinput")
+    # Queued with no worker running: the filesystem broker must keep it until serve starts.
+    doc = tmp_path / "queued.md"
+    doc.write_text("# Queued while stopped\n\nThis document was queued before the server started.\n")
+    server.manage("ingest", "--background", str(doc))
     server.start()
+    _wait_for_document(tmp_path / "parley.sqlite3", doc)
     pid = server.process.pid
     deadline = time.monotonic() + 60
     while not _children(pid) and time.monotonic() < deadline:

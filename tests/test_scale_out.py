@@ -1,0 +1,83 @@
+"""The scale-out configuration the README promises: PostgreSQL, Redis channel layer and Redis
+Celery broker, with `serve` answering a question end to end on them."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import uuid
+
+import pytest
+from websockets.sync.client import connect
+
+from tests.conftest import DEMO_DIR, LiveParley, free_port
+
+pytestmark = pytest.mark.slow
+
+PG = ("127.0.0.1", 5432)
+REDIS = ("127.0.0.1", 6379)
+
+
+def _reachable(address: tuple[str, int]) -> bool:
+    try:
+        socket.create_connection(address, timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def services():
+    missing = [name for name, addr in (("PostgreSQL", PG), ("Redis", REDIS)) if not _reachable(addr)]
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"{', '.join(missing)} not running; .ci/run should have started it")
+        pytest.skip(f"{', '.join(missing)} not running on this machine")
+    import psycopg
+
+    name = f"parley_test_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield {
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{name}",
+        "REDIS_URL": "redis://127.0.0.1:6379/14",
+        "CELERY_BROKER_URL": "redis://127.0.0.1:6379/15",
+        "CELERY_RESULT_BACKEND": "redis://127.0.0.1:6379/15",
+    }
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_serve_on_postgres_and_redis_answers_and_runs_queued_work(services, tmp_path):
+    server = LiveParley(tmp_path, free_port())
+    server.env.update(services)
+    server.manage("migrate", "--noinput")
+    server.manage("ingest", str(DEMO_DIR / "refunds.md"))
+    server.start()
+    try:
+        ws_url = server.url.replace("http", "ws") + "/ws/chat/"
+        with connect(ws_url, origin=server.url, open_timeout=30) as sock:
+            sock.send(json.dumps({"type": "message", "text": "How long does a refund take?"}))
+            frames = []
+            while not frames or frames[-1]["type"] not in ("done", "error"):
+                frames.append(json.loads(sock.recv(timeout=180)))
+        assert frames[-1]["type"] == "done", frames
+        assert "efund" in next(f for f in frames if f["type"] == "citations")["items"][0]["title"]
+
+        server.manage("ingest", "--background", str(DEMO_DIR / "moving-house.md"))
+        import psycopg
+
+        deadline, status = time.monotonic() + 120, None
+        with psycopg.connect(services["DATABASE_URL"].replace("postgres://", "postgresql://")) as conn:
+            while time.monotonic() < deadline and status != "ready":
+                row = conn.execute(
+                    "select status from retrieval_document where source like %s", ("%moving-house.md",)
+                ).fetchone()
+                conn.commit()
+                status = row[0] if row else None
+                time.sleep(0.5)
+        assert status == "ready", (tmp_path / "serve.log").read_text()[-3000:]
+    finally:
+        assert server.stop() == 0
