@@ -13,8 +13,8 @@ from django.db import transaction
 from inference.services import get_embedder
 from retrieval.chunking import chunk_markdown, markdown_title
 from retrieval.errors import IngestError
+from retrieval.index import get_index
 from retrieval.models import Chunk, Document
-from retrieval.search import get_index
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +113,9 @@ def _ingest(path: Path, collection: str, public: bool) -> IngestResult:
                 section=d.section,
                 anchor=d.anchor,
                 token_count=d.token_count,
+                embedding=vector.tobytes(),
             )
-            for i, d in enumerate(drafts)
+            for i, (d, vector) in enumerate(zip(drafts, vectors, strict=True))
         )
         document.title, document.content_hash, document.public = title, digest, public
         document.status, document.error = Document.Status.READY, ""

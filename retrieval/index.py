@@ -18,8 +18,10 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+from django.conf import settings
 
 from inference.runtime import model_thread
+from retrieval.models import COLLECTION_NAME
 
 
 class VectorIndex:
@@ -102,3 +104,17 @@ class VectorIndex:
                 index.remove_ids(np.asarray(remove_ids, dtype=np.int64))
             if add_ids:
                 index.add_with_ids(np.asarray(vectors, dtype=np.float32), np.asarray(add_ids, dtype=np.int64))
+
+
+_indexes: dict[tuple[str, int], VectorIndex] = {}
+_indexes_lock = threading.Lock()
+
+
+def get_index(collection: str, dim: int) -> VectorIndex:
+    if not COLLECTION_NAME.fullmatch(collection):
+        raise ValueError(f"invalid collection name {collection!r}")
+    with _indexes_lock:
+        key = (collection, dim)
+        if key not in _indexes:
+            _indexes[key] = VectorIndex(settings.INDEX_DIR, collection, dim)
+        return _indexes[key]

@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
-from django.conf import settings
-
 from inference.services import get_embedder
-from retrieval.index import VectorIndex
-from retrieval.models import COLLECTION_NAME, Chunk
-
-_indexes: dict[tuple[str, int], VectorIndex] = {}
-_indexes_lock = threading.Lock()
-
-
-def get_index(collection: str, dim: int) -> VectorIndex:
-    if not COLLECTION_NAME.fullmatch(collection):
-        raise ValueError(f"invalid collection name {collection!r}")
-    with _indexes_lock:
-        key = (collection, dim)
-        if key not in _indexes:
-            _indexes[key] = VectorIndex(settings.INDEX_DIR, collection, dim)
-        return _indexes[key]
+from retrieval.index import get_index
+from retrieval.models import Chunk
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,13 @@ DEMO_DIR = REPO / "demo"
 @pytest.fixture(scope="session", autouse=True)
 def isolated_index(tmp_path_factory):
     """Keep the tests' FAISS files out of the developer's var/index."""
-    from retrieval import search
+    from retrieval import index as retrieval_index
 
     index_dir = tmp_path_factory.mktemp("index")
     with override_settings(INDEX_DIR=index_dir, CHAT_MAX_ANSWER_TOKENS=24):
-        search._indexes.clear()
+        retrieval_index._indexes.clear()
         yield index_dir
-        search._indexes.clear()
+        retrieval_index._indexes.clear()
 
 
 @pytest.fixture(scope="session")
@@ -44,13 +44,13 @@ def text_generator():
 def demo_kb(db, embedder, isolated_index):
     """The demo knowledge base ingested into a fresh index (the DB rolls back after each test;
     the index directory is emptied so vector ids never point at rows of an earlier test)."""
-    from retrieval import search
+    from retrieval import index as retrieval_index
     from retrieval.actions import do_ingest_path
 
-    _reset_index(isolated_index, search)
+    _reset_index(isolated_index, retrieval_index)
     results = do_ingest_path(DEMO_DIR)
     yield results
-    _reset_index(isolated_index, search)
+    _reset_index(isolated_index, retrieval_index)
 
 
 def _reset_index(index_dir: Path, search_module) -> None:

@@ -6,8 +6,9 @@ import pytest
 from retrieval.actions import do_ingest_file
 from retrieval.chunking import chunk_markdown
 from retrieval.errors import IngestError
+from retrieval.index import get_index
 from retrieval.models import Chunk, Document
-from retrieval.search import get_index, search
+from retrieval.search import search
 from tests.conftest import DEMO_DIR
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
