@@ -6,11 +6,14 @@ settings (TEXT_GENERATOR_BACKEND, EMBEDDER_BACKEND), the way Django picks an EMA
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 import numpy as np
+
+_WORDISH = re.compile(r"\w+|[^\w\s]")
 
 
 class ChatMessage(TypedDict):
@@ -107,3 +110,9 @@ class Embedder:
 
     def embed(self, texts: list[str]) -> np.ndarray:
         raise NotImplementedError
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of `text` as the model counts them (chunk sizes are set in these). Backends
+        with a tokenizer override this; the default counts words and punctuation, a close proxy
+        for WordPiece/BPE on English prose."""
+        return len(_WORDISH.findall(text))
