@@ -236,6 +236,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = DATA_DIR / "staticfiles"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns on every request without it
 # Serve straight from the finders when collectstatic has not run (embedded setup); in
 # production run collectstatic and whitenoise serves the compressed, hashed files.
 WHITENOISE_USE_FINDERS = True

@@ -1,20 +1,119 @@
-from django.contrib import admin
+from __future__ import annotations
 
-from retrieval.models import Chunk, Document
+from django import forms
+from django.contrib import admin, messages
+from django.shortcuts import redirect, render
+from django.urls import path
+
+from retrieval.actions import (
+    _enqueue,
+    do_create_document_from_upload,
+    do_create_document_from_url,
+    do_delete_document,
+)
+from retrieval.errors import IngestError
+from retrieval.models import COLLECTION_NAME, Chunk, Document
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    def clean(self, data, initial=None):
+        clean = super().clean
+        return [clean(d, initial) for d in data] if isinstance(data, list | tuple) else [clean(data, initial)]
+
+
+class UploadForm(forms.Form):
+    files = MultipleFileField(widget=MultipleFileInput, required=False)
+    urls = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        required=False,
+        help_text="Web pages or sitemaps, one URL per line.",
+    )
+    collection = forms.RegexField(regex=COLLECTION_NAME, initial="default")
+    public = forms.BooleanField(
+        required=False, initial=True, help_text="Visitors may open these documents from citations."
+    )
 
 
 class ChunkInline(admin.TabularInline):
     model = Chunk
     extra = 0
-    fields = ("ordinal", "section", "token_count", "text")
+    fields = ("ordinal", "section", "page", "kind", "token_count", "text")
     readonly_fields = fields
     can_delete = False
 
 
 @admin.register(Document)
 class DocumentAdmin(admin.ModelAdmin):
-    list_display = ("title", "collection", "status", "language", "updated_at")
-    list_filter = ("collection", "status", "language")
+    list_display = ("title", "collection", "kind", "status", "progress", "language", "updated_at")
+    list_filter = ("collection", "status", "kind", "language")
     search_fields = ("title", "source")
-    readonly_fields = ("content_hash", "status", "error", "created_at", "updated_at")
+    readonly_fields = (
+        "source",
+        "kind",
+        "content_hash",
+        "status",
+        "progress",
+        "error_code",
+        "error",
+        "size_bytes",
+        "original",
+        "created_at",
+        "updated_at",
+    )
     inlines = [ChunkInline]
+    actions = ["reprocess"]
+    change_list_template = "admin/retrieval/document_change_list.html"
+
+    def get_urls(self):
+        return [
+            path("upload/", self.admin_site.admin_view(self.upload_view), name="retrieval_document_upload"),
+            *super().get_urls(),
+        ]
+
+    def upload_view(self, request):
+        if not request.user.has_perm("retrieval.add_document"):
+            return redirect("admin:index")
+        form = UploadForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            queued = failed = 0
+            options = {"collection": form.cleaned_data["collection"], "public": form.cleaned_data["public"]}
+            for upload in form.cleaned_data["files"] or []:
+                try:
+                    do_create_document_from_upload(upload, **options)
+                    queued += 1
+                except IngestError as exc:
+                    failed += 1
+                    messages.error(request, f"{upload.name}: {exc.message}")
+            for url in filter(None, (u.strip() for u in form.cleaned_data["urls"].splitlines())):
+                try:
+                    do_create_document_from_url(url, **options)
+                    queued += 1
+                except IngestError as exc:
+                    failed += 1
+                    messages.error(request, f"{url}: {exc.message}")
+            messages.success(request, f"{queued} document(s) queued; progress shows in the list.")
+            return redirect("admin:retrieval_document_changelist")
+        context = {
+            **self.admin_site.each_context(request),
+            "form": form,
+            "title": "Add documents",
+            "opts": self.model._meta,
+        }
+        return render(request, "admin/retrieval/upload.html", context)
+
+    @admin.action(description="Process again")
+    def reprocess(self, request, queryset):
+        for document in queryset:
+            _enqueue(document)
+        messages.success(request, f"{queryset.count()} document(s) queued.")
+
+    def delete_model(self, request, obj):
+        do_delete_document(obj)  # its vectors go too, not just the row
+
+    def delete_queryset(self, request, queryset):
+        for document in queryset:
+            do_delete_document(document)

@@ -2,13 +2,37 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from celery import shared_task
 
-from retrieval.actions import do_ingest_path
+from retrieval.actions import do_ingest_path, process_document
+from retrieval.errors import IngestError
+from retrieval.models import Document
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(name="retrieval.process_document")
+def process_document_task(document_id: int) -> str:
+    try:
+        document = Document.objects.get(pk=document_id)
+    except Document.DoesNotExist:
+        return "gone"  # deleted before the worker got to it
+    try:
+        process_document(document)
+    except IngestError as exc:
+        # Recorded on the document (status, code, message); retrying would fail the same way.
+        log.info("event=document_failed document=%s code=%s", document_id, exc.code)
+        return exc.code
+    return "ready"
 
 
 @shared_task(name="retrieval.ingest_path")
 def ingest_path(path: str, collection: str = "default", public: bool = True) -> list[int]:
-    return [r.document.pk for r in do_ingest_path(Path(path), collection=collection, public=public)]
+    try:
+        return [r.document.pk for r in do_ingest_path(Path(path), collection=collection, public=public)]
+    except IngestError as exc:
+        log.info("event=ingest_path_failed code=%s", exc.code)
+        return []

@@ -161,3 +161,38 @@ def live_parley(tmp_path_factory):
     server.start()
     yield server
     server.stop()
+
+
+# --- Personas (healthchecks-style): who should and should not get in ------------------------------
+
+
+def _user(username: str, *roles: str, staff: bool = True):
+    from django.contrib.auth.models import Group, User
+
+    user = User.objects.create_user(username, password="correct horse battery staple", is_staff=staff)
+    for role in roles:
+        user.groups.add(Group.objects.get_or_create(name=role)[0])
+    return user
+
+
+@pytest.fixture
+def knowledge_manager(db):
+    return _user("kim", "knowledge")
+
+
+@pytest.fixture
+def agent(db):
+    return _user("alex", "agent")
+
+
+@pytest.fixture
+def outsider(db):
+    """Staff, but with no role: should see nothing."""
+    return _user("olive")
+
+
+def bearer(user) -> dict[str, str]:
+    from config.models import ApiToken
+
+    _, raw = ApiToken.issue(user, name="tests")
+    return {"HTTP_AUTHORIZATION": f"Bearer {raw}"}

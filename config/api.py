@@ -1,0 +1,109 @@
+"""The JSON API under /api/ (django-ninja); schema at /api/openapi.json.
+
+Authentication: a staff session (with CSRF for writes) or `Authorization: Bearer <token>`
+(`manage.py create_api_token USERNAME`). Every error is `{"error": {"code", "message"}}` with a
+4xx status; nothing a client sends produces a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.http import Http404, HttpRequest, HttpResponse
+from django.utils import timezone
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.security import HttpBearer, SessionAuth
+
+from config.models import ApiToken, hash_token
+from config.roles import has_role
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """A domain error for API clients: stable code, message for people, HTTP status."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        self.status, self.code, self.message = status, code, message
+        super().__init__(message)
+
+
+class BearerToken(HttpBearer):
+    def authenticate(self, request: HttpRequest, token: str):
+        try:
+            api_token = ApiToken.objects.select_related("user").get(
+                token_hash=hash_token(token), revoked_at__isnull=True
+            )
+        except ApiToken.DoesNotExist:
+            return None
+        if not api_token.user.is_active:
+            return None
+        ApiToken.objects.filter(pk=api_token.pk).update(last_used_at=timezone.now())
+        request.user = api_token.user
+        return api_token.user
+
+
+class StaffSession(SessionAuth):
+    def authenticate(self, request: HttpRequest, key):
+        user = super().authenticate(request, key)
+        return user if user is not None and user.is_staff else None
+
+
+api = NinjaAPI(
+    title="Parley API",
+    version="1",
+    openapi_url="/openapi.json",
+    docs_url="/docs",
+    auth=[BearerToken(), StaffSession()],
+    urls_namespace="api",
+)
+
+
+def require_role(request: HttpRequest, *roles: str) -> None:
+    if not has_role(request.user, *roles):
+        raise ApiError(403, "forbidden", f"This needs the role: {' or '.join(roles)}.")
+
+
+def _error(request: HttpRequest, status: int, code: str, message: str, **extra) -> HttpResponse:
+    return api.create_response(request, {"error": {"code": code, "message": message, **extra}}, status=status)
+
+
+@api.exception_handler(ApiError)
+def _api_error(request, exc: ApiError):
+    return _error(request, exc.status, exc.code, exc.message)
+
+
+@api.exception_handler(ValidationError)
+def _validation_error(request, exc: ValidationError):
+    return _error(request, 422, "invalid_request", "The request is not valid.", details=exc.errors)
+
+
+@api.exception_handler(AuthenticationError)
+def _auth_error(request, exc):
+    return _error(request, 401, "unauthenticated", "Sign in, or send Authorization: Bearer <token>.")
+
+
+@api.exception_handler(Http404)
+def _not_found(request, exc):
+    return _error(request, 404, "not_found", "No such resource.")
+
+
+@api.exception_handler(HttpError)
+def _http_error(request, exc: HttpError):
+    return _error(request, exc.status_code, "http_error", str(exc))
+
+
+@api.exception_handler(Exception)
+def _unexpected(request, exc):
+    log.exception("event=api_unhandled_error path=%s", request.path)
+    return _error(request, 500, "internal_error", "Something went wrong on our side.")
+
+
+def register_routers() -> None:
+    from retrieval.api import router as retrieval_router
+
+    api.add_router("/", retrieval_router)
+
+
+register_routers()

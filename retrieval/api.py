@@ -1,0 +1,177 @@
+"""Knowledge-base API: documents (upload, URL, status, delete) and search."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from django.http import HttpRequest
+from ninja import Router, Schema, Status
+
+from config.api import ApiError, require_role
+from config.roles import AGENT, EDITOR, KNOWLEDGE
+from retrieval.actions import (
+    do_create_document_from_upload,
+    do_create_document_from_url,
+    do_delete_document,
+)
+from retrieval.errors import IngestError
+from retrieval.models import COLLECTION_NAME, Document
+from retrieval.search import search
+
+router = Router(tags=["knowledge base"])
+
+
+class DocumentOut(Schema):
+    id: int
+    collection: str
+    title: str
+    source: str
+    url: str
+    kind: str
+    language: str
+    status: str
+    progress: int
+    error_code: str
+    error: str
+    chunks: int
+    size_bytes: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class UrlIn(Schema):
+    url: str
+    collection: str = "default"
+    public: bool = True
+
+
+class HitOut(Schema):
+    chunk_id: int
+    document_id: int
+    title: str
+    url: str
+    section: str
+    text: str
+    score: float
+    dense_score: float | None = None
+    bm25_score: float | None = None
+    page: int | None = None
+
+
+def access_document(document_id: int) -> Document:
+    try:
+        return Document.objects.get(pk=document_id)
+    except Document.DoesNotExist as exc:
+        raise ApiError(404, "not_found", "No such document.") from exc
+
+
+def _out(document: Document) -> DocumentOut:
+    return DocumentOut(
+        id=document.pk,
+        collection=document.collection,
+        title=document.title,
+        source=document.source,
+        url=document.url,
+        kind=document.kind,
+        language=document.language,
+        status=document.status,
+        progress=document.progress,
+        error_code=document.error_code,
+        error=document.error,
+        chunks=document.chunks.count(),
+        size_bytes=document.size_bytes,
+        created_at=document.created_at,
+        updated_at=document.updated_at,
+    )
+
+
+@router.post(
+    "/documents",
+    response={202: DocumentOut},
+    summary="Add a document (file upload or URL)",
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {
+                            "file": {"type": "string", "format": "binary"},
+                            "collection": {"type": "string"},
+                            "public": {"type": "boolean"},
+                        },
+                    }
+                },
+                "application/json": {"schema": UrlIn.model_json_schema()},
+            }
+        }
+    },
+)
+def create_document(request: HttpRequest):
+    """Multipart `file` (with optional `collection`, `public`) or JSON `{"url": ...}`. Returns at
+    once with status `pending`; poll `GET /api/documents/{id}` for progress."""
+    require_role(request, KNOWLEDGE)
+    try:
+        if request.content_type == "multipart/form-data":
+            upload = request.FILES.get("file")
+            if upload is None:
+                raise ApiError(400, "missing_file", "Send the document as the multipart field 'file'.")
+            document = do_create_document_from_upload(
+                upload,
+                collection=request.POST.get("collection", "default"),
+                public=request.POST.get("public", "true").lower() not in ("0", "false", "no"),
+            )
+        else:
+            try:
+                body = UrlIn.model_validate(json.loads(request.body or b"null"))
+            except ValueError as exc:
+                raise ApiError(
+                    400,
+                    "invalid_request",
+                    'Send multipart form data with a file, or JSON {"url": "https://..."}.',
+                ) from exc
+            document = do_create_document_from_url(body.url, collection=body.collection, public=body.public)
+    except IngestError as exc:
+        raise ApiError(413 if exc.code == "too_large" else 400, exc.code, exc.message) from exc
+    return Status(202, _out(document))
+
+
+@router.get("/documents/{document_id}", response=DocumentOut, summary="A document's status")
+def get_document(request: HttpRequest, document_id: int):
+    require_role(request, KNOWLEDGE, AGENT, EDITOR)
+    return _out(access_document(document_id))
+
+
+@router.delete("/documents/{document_id}", response={204: None}, summary="Delete a document and its vectors")
+def delete_document(request: HttpRequest, document_id: int):
+    require_role(request, KNOWLEDGE)
+    do_delete_document(access_document(document_id))
+    return Status(204, None)
+
+
+@router.get("/search", response=list[HitOut], summary="Search the knowledge base")
+def search_documents(request: HttpRequest, q: str, k: int = 5, collection: str = "default"):
+    require_role(request, KNOWLEDGE, AGENT, EDITOR)
+    if not q.strip() or len(q) > 2000:
+        raise ApiError(400, "bad_query", "q must be 1 to 2000 characters.")
+    if not 1 <= k <= 50:
+        raise ApiError(400, "bad_k", "k must be between 1 and 50.")
+    if not COLLECTION_NAME.fullmatch(collection):
+        raise ApiError(400, "bad_collection", "No such collection.")
+    return [
+        HitOut(
+            chunk_id=h.chunk_id,
+            document_id=h.document_id,
+            title=h.title,
+            url=h.url,
+            section=h.section,
+            text=h.text,
+            score=h.score,
+            dense_score=getattr(h, "dense_score", None),
+            bm25_score=getattr(h, "bm25_score", None),
+            page=getattr(h, "page", None),
+        )
+        for h in search(q, collection=collection, k=k)
+    ]
