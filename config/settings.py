@@ -181,6 +181,13 @@ INDEX_DIR = DATA_DIR / "index"
 CHUNK_TOKENS = envint("CHUNK_TOKENS", 200, minimum=32)
 CHUNK_OVERLAP_TOKENS = envint("CHUNK_OVERLAP_TOKENS", 40, minimum=0)
 INGEST_MAX_FILE_BYTES = envint("INGEST_MAX_FILE_BYTES", 20 * 1024 * 1024, minimum=1024)
+# Hybrid search (retrieval/search.py; measured in benchmarks/RESULTS.md): candidates per retriever,
+# weight of the excluded part of a query ("..., but not X"), fusion method and dense weight.
+RETRIEVAL_DEPTH = envint("RETRIEVAL_DEPTH", 100, minimum=10)
+RETRIEVAL_EXCLUSION_WEIGHT = envfloat("RETRIEVAL_EXCLUSION_WEIGHT", 0.5)
+RETRIEVAL_FUSION = envchoice("RETRIEVAL_FUSION", "zscore", ("zscore", "rrf"))
+RETRIEVAL_DENSE_WEIGHT = envfloat("RETRIEVAL_DENSE_WEIGHT", 0.7)
+RETRIEVAL_RRF_K = envint("RETRIEVAL_RRF_K", 60, minimum=1)
 
 # --- Chat (assistant/) -----------------------------------------------------------------------
 CHAT_MAX_FRAME_BYTES = envint("CHAT_MAX_FRAME_BYTES", 16 * 1024, minimum=256)

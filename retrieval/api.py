@@ -56,7 +56,10 @@ class HitOut(Schema):
     score: float
     dense_score: float | None = None
     bm25_score: float | None = None
+    fused_score: float | None = None
     page: int | None = None
+    kind: str = "text"
+    language: str = ""
 
 
 def access_document(document_id: int) -> Document:
@@ -152,7 +155,16 @@ def delete_document(request: HttpRequest, document_id: int):
 
 
 @router.get("/search", response=list[HitOut], summary="Search the knowledge base")
-def search_documents(request: HttpRequest, q: str, k: int = 5, collection: str = "default"):
+def search_documents(
+    request: HttpRequest,
+    q: str,
+    k: int = 5,
+    collection: str = "default",
+    mode: str = "hybrid",
+    language: str | None = None,
+    mmr: bool = False,
+):
+    """Hybrid (BM25 + dense) search by default; each hit carries its per-retriever scores."""
     require_role(request, KNOWLEDGE, AGENT, EDITOR)
     if not q.strip() or len(q) > 2000:
         raise ApiError(400, "bad_query", "q must be 1 to 2000 characters.")

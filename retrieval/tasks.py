@@ -8,6 +8,7 @@ from pathlib import Path
 from celery import shared_task
 
 from retrieval.actions import do_ingest_path, process_document
+from retrieval.bm25 import get_bm25
 from retrieval.errors import IngestError
 from retrieval.models import Document
 
@@ -26,6 +27,8 @@ def process_document_task(document_id: int) -> str:
         # Recorded on the document (status, code, message); retrying would fail the same way.
         log.info("event=document_failed document=%s code=%s", document_id, exc.code)
         return exc.code
+    # Rebuild the collection's BM25 index now rather than in the next visitor's search.
+    get_bm25(document.collection).current()
     return "ready"
 
 

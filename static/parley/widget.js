@@ -226,10 +226,14 @@
   function connect() {
     if (socket || retryTimer) return;
     try { socket = new WebSocket(wsUrl()); } catch (e) { socket = null; scheduleReconnect(); return; }
-    socket.addEventListener("open", function () { retryDelay = 1000; });
+    socket.addEventListener("open", function () {
+      retryDelay = 1000;
+      if (pending) { socket.send(pending); pending = null; } // typed while the socket was opening
+    });
     socket.addEventListener("message", function (ev) { handleFrame(ev.data); });
     socket.addEventListener("close", function () {
       socket = null;
+      pending = null;
       // A reply cut off mid-stream will never finish: say so and let the user try again.
       if (current) { abandonReply(); addError("Connection lost — retrying…"); setBusy(false); }
       scheduleReconnect();
@@ -286,18 +290,23 @@
   }
 
   var lastSent = null;
+  var pending = null;
 
   function send() {
     var text = input.value.trim();
     if (!text || input.disabled) return;
-    if (!socket || socket.readyState !== WebSocket.OPEN) {
-      // Never queue silently: the text stays in the box for the user to resend.
+    var opening = socket && socket.readyState === WebSocket.CONNECTING;
+    if (!opening && (!socket || socket.readyState !== WebSocket.OPEN)) {
+      // Disconnected: the text stays in the box for the user to resend once we are back.
       addError("Not connected — retrying…");
       connect();
       return;
     }
     lastSent = text.slice(0, MAX_LEN);
-    socket.send(JSON.stringify({ type: "message", text: lastSent, conversation: conversationId || null }));
+    var frame = JSON.stringify({ type: "message", text: lastSent, conversation: conversationId || null });
+    // Opening (the panel was just opened): send as soon as the socket is up. If it fails to
+    // open, the close handler reports the lost reply, so nothing is dropped silently.
+    if (opening) pending = frame; else socket.send(frame);
     addBubble("user", text);
     input.value = "";
     setBusy(true);

@@ -42,6 +42,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, host: str, port: int, no_worker: bool, no_warmup: bool, **options) -> None:
+        self._recover()
         worker = None if no_worker else self._start_worker()
         if settings.SMTP_INBOUND_PORT:
             log.warning(
@@ -74,6 +75,16 @@ class Command(BaseCommand):
             if worker is not None:
                 self._stop_worker(worker)
             self.stdout.write("Parley stopped.")
+
+    def _recover(self) -> None:
+        """Finish what a crash or kill interrupted: documents left pending or processing are
+        queued again (processing replaces a document's chunks whole, so a rerun never
+        duplicates them)."""
+        from retrieval.actions import do_requeue_unfinished
+
+        requeued = do_requeue_unfinished()
+        if requeued:
+            log.info("event=documents_requeued count=%d", requeued)
 
     def _start_worker(self) -> subprocess.Popen:
         argv = [
