@@ -107,7 +107,8 @@ def do_create_document_from_upload(
     return document
 
 
-def do_create_document_from_url(url: str, *, collection: str = "default", public: bool = True) -> Document:
+def do_create_document_from_url(url: str, *, collection: str = "default", public: bool = True,
+                                enqueue: bool = True) -> Document:
     _check_collection(collection)
     if not url.startswith(("http://", "https://")) or len(url) > 1000:
         raise IngestError(
@@ -118,7 +119,8 @@ def do_create_document_from_url(url: str, *, collection: str = "default", public
         source=url,
         defaults={"title": url, "url": url, "public": public},
     )
-    _enqueue(document)
+    if enqueue:
+        _enqueue(document)
     return document
 
 
@@ -154,10 +156,10 @@ def do_ingest_file(path: Path, *, collection: str = "default", public: bool = Tr
     return process_document(document)
 
 
-def process_document(document: Document) -> IngestResult:
+def process_document(document: Document, *, inline: bool = False) -> IngestResult:
     """Read, parse, chunk, embed and index one document; record any failure on it and raise."""
     try:
-        return _process(document)
+        return _process(document, inline)
     except IngestError as exc:
         _fail(document, exc.code, exc.message)
         raise
@@ -192,12 +194,12 @@ def _read_original(document: Document) -> tuple[bytes, str, str]:
     return path.read_bytes(), path.name, ""
 
 
-def _process(document: Document) -> IngestResult:
+def _process(document: Document, inline: bool) -> IngestResult:
     Document.objects.filter(pk=document.pk).update(status=Document.Status.PROCESSING, progress=1)
     if document.source.startswith(("http://", "https://")) and not document.original:
         fetched = fetch(document.source, max_bytes=settings.INGEST_MAX_FILE_BYTES)
         if is_sitemap(fetched):
-            return _expand_sitemap(document, fetched)
+            return _expand_sitemap(document, fetched, inline)
         data, filename, content_type = fetched.data, filename_for(fetched), fetched.content_type
     else:
         data, filename, content_type = _read_original(document)
@@ -259,11 +261,18 @@ def _process(document: Document) -> IngestResult:
     return IngestResult(document, changed=True, chunks=len(chunks))
 
 
-def _expand_sitemap(document: Document, fetched) -> IngestResult:
-    """A sitemap becomes one document per listed page, each processed on its own."""
+def _expand_sitemap(document: Document, fetched, inline: bool) -> IngestResult:
+    """A sitemap becomes one document per listed page, each processed on its own: by the worker,
+    or here when `inline` (the `ingest` command); a failing page is recorded on its document."""
     urls = sitemap_urls(fetched)
     for url in urls:
-        do_create_document_from_url(url, collection=document.collection, public=document.public)
+        child = do_create_document_from_url(url, collection=document.collection, public=document.public,
+                                            enqueue=not inline)
+        if inline:
+            try:
+                process_document(child, inline=True)
+            except IngestError:
+                pass  # recorded on the child document; the other pages go on
     Document.objects.filter(pk=document.pk).update(
         status=Document.Status.READY,
         progress=100,

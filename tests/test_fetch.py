@@ -214,3 +214,43 @@ def test_text_plain_markdown_is_parsed_as_markdown(server):
     fetched = fetch(f"{server}/faq.md", max_bytes=100_000)
     doc = parse(fetched.data, filename=filename_for(fetched), content_type=fetched.content_type)
     assert (doc.kind, doc.title) == ("markdown", "FAQ")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
+def test_ingest_command_takes_a_sitemap_url_and_ingests_each_page(tmp_path, embedder, isolated_index):
+    """`manage.py ingest URL` against a real local HTTP server: a sitemap fans out into pages."""
+    import functools
+    import io
+    import threading
+    from http.server import SimpleHTTPRequestHandler
+
+    from django.core.management import call_command
+
+    from retrieval.models import Document
+
+    (tmp_path / "returns.html").write_bytes(PAGE)
+    (tmp_path / "shipping.html").write_text(
+        "<html><head><title>Shipping</title></head><body><article><h1>Shipping</h1><p>Orders ship "
+        "within two working days by tracked courier, free above 40 pounds.</p></article></body></html>"
+    )
+    httpd = ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    )
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    (tmp_path / "sitemap.xml").write_text(
+        '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        f"<url><loc>{base}/returns.html</loc></url><url><loc>{base}/shipping.html</loc></url>"
+        f"<url><loc>{base}/missing.html</loc></url></urlset>"
+    )
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        # One listed page is missing: it fails on its own document; the others still ingest.
+        call_command("ingest", f"{base}/sitemap.xml", "--collection", "web", stdout=io.StringIO())
+    finally:
+        httpd.shutdown()
+    pages = {d.source.rsplit("/", 1)[-1]: d for d in Document.objects.filter(collection="web")}
+    assert pages["sitemap.xml"].kind == "sitemap" and pages["sitemap.xml"].status == "ready"
+    assert pages["returns.html"].status == "ready" and pages["returns.html"].chunks.exists()
+    assert pages["shipping.html"].status == "ready"
+    assert pages["missing.html"].status == "failed" and pages["missing.html"].error_code == "fetch_failed"

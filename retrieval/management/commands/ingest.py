@@ -6,13 +6,13 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from retrieval.actions import do_ingest_file, iter_files
+from retrieval.actions import do_create_document_from_url, do_ingest_file, iter_files, process_document
 from retrieval.errors import IngestError
 from retrieval.models import COLLECTION_NAME
 
 
 class Command(BaseCommand):
-    help = "Ingest files or folders (Markdown, text) into a knowledge-base collection."
+    help = "Ingest files, folders, web pages or sitemaps into a knowledge-base collection."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("paths", nargs="+")
@@ -33,14 +33,28 @@ class Command(BaseCommand):
     ) -> None:
         if not COLLECTION_NAME.fullmatch(collection):
             raise CommandError("--collection may contain only letters, digits, '-' and '_'")
+        urls = [p for p in paths if p.startswith(("http://", "https://"))]
+        paths = [p for p in paths if p not in urls]
         if background:
             from retrieval.tasks import ingest_path
 
             for raw in paths:
                 result = ingest_path.delay(str(Path(raw).resolve()), collection, not private)
                 self.stdout.write(f"queued {raw} as task {result.id}")
+            for url in urls:
+                document = self._url_document(url, collection, not private, enqueue=True)
+                self.stdout.write(f"queued {url} as document {document.pk}")
             return
         failures = 0
+        for url in urls:
+            document = self._url_document(url, collection, not private, enqueue=False)
+            try:
+                result = process_document(document, inline=True)
+                state = "ingested" if result.changed else "unchanged"
+                self.stdout.write(f"{state} {url}: {result.chunks} chunks")
+            except IngestError as exc:
+                failures += 1
+                self.stderr.write(f"failed {url}: {exc.message}")
         for raw in paths:
             try:
                 files = iter_files(Path(raw))
@@ -56,4 +70,10 @@ class Command(BaseCommand):
                 state = "ingested" if result.changed else "unchanged"
                 self.stdout.write(f"{state} {file.name}: {result.chunks} chunks")
         if failures:
-            raise CommandError(f"{failures} file(s) could not be ingested")
+            raise CommandError(f"{failures} document(s) could not be ingested")
+
+    def _url_document(self, url: str, collection: str, public: bool, *, enqueue: bool):
+        try:
+            return do_create_document_from_url(url, collection=collection, public=public, enqueue=enqueue)
+        except IngestError as exc:
+            raise CommandError(exc.message) from exc
