@@ -105,6 +105,36 @@ class VectorIndex:
             if add_ids:
                 index.add_with_ids(np.asarray(vectors, dtype=np.float32), np.asarray(add_ids, dtype=np.int64))
 
+    def ids(self) -> np.ndarray:
+        """Every vector id in the index as on disk now. (n,) int64."""
+        return model_thread().call(self._ids)
+
+    def _ids(self) -> np.ndarray:
+        with self._lock:
+            index = self._current()
+            return (
+                faiss.vector_to_array(index.id_map).astype(np.int64)
+                if index.ntotal
+                else np.zeros(0, np.int64)
+            )
+
+    def rebuild(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Replace the whole index with these vectors, atomically: until the new file is renamed
+        into place, every reader (here or in another process) keeps the previous one."""
+        model_thread().call(self._rebuild, np.asarray(ids, dtype=np.int64), np.asarray(vectors, np.float32))
+
+    def _rebuild(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        fresh = self._empty()
+        if len(ids):
+            fresh.add_with_ids(vectors, ids)  # vectors: (n, dim)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_suffix(".lock"), "a") as lock_file, self._lock:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            try:
+                self._save(fresh)
+            finally:
+                fcntl.flock(lock_file, fcntl.LOCK_UN)
+
 
 _indexes: dict[tuple[str, int], VectorIndex] = {}
 _indexes_lock = threading.Lock()

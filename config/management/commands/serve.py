@@ -77,11 +77,13 @@ class Command(BaseCommand):
             self.stdout.write("Parley stopped.")
 
     def _recover(self) -> None:
-        """Finish what a crash or kill interrupted: documents left pending or processing are
-        queued again (processing replaces a document's chunks whole, so a rerun never
-        duplicates them)."""
+        """Finish what a crash or kill interrupted: an index out of step with the database is
+        rebuilt from it, and documents left pending or processing are queued again (processing
+        replaces a document's chunks whole, so a rerun never duplicates them)."""
         from retrieval.actions import do_requeue_unfinished
+        from retrieval.consistency import check_and_repair_all
 
+        check_and_repair_all()  # the index must match the database before the first search
         requeued = do_requeue_unfinished()
         if requeued:
             log.info("event=documents_requeued count=%d", requeued)
