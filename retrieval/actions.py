@@ -107,8 +107,9 @@ def do_create_document_from_upload(
     return document
 
 
-def do_create_document_from_url(url: str, *, collection: str = "default", public: bool = True,
-                                enqueue: bool = True) -> Document:
+def do_create_document_from_url(
+    url: str, *, collection: str = "default", public: bool = True, enqueue: bool = True
+) -> Document:
     _check_collection(collection)
     if not url.startswith(("http://", "https://")) or len(url) > 1000:
         raise IngestError(
@@ -266,8 +267,9 @@ def _expand_sitemap(document: Document, fetched, inline: bool) -> IngestResult:
     or here when `inline` (the `ingest` command); a failing page is recorded on its document."""
     urls = sitemap_urls(fetched)
     for url in urls:
-        child = do_create_document_from_url(url, collection=document.collection, public=document.public,
-                                            enqueue=not inline)
+        child = do_create_document_from_url(
+            url, collection=document.collection, public=document.public, enqueue=not inline
+        )
         if inline:
             try:
                 process_document(child, inline=True)
