@@ -6,7 +6,8 @@
 (a) Ingestion: every passage of the public evaluation corpus (../shared/data/negconstraint-dev,
     3,946 passages) written as one text file and ingested with `do_ingest_path` (parse, chunk,
     embed with the configured embedder, store, index) into a throwaway data directory. Baseline,
-    in this process: a bare sentence-transformers `encode` of the same passages (its defaults).
+    in this process: a bare sentence-transformers `encode` of the same passages (its defaults);
+    also the embedder alone on all passages in one call, with each backend.
 (b) Query latency, one query at a time through `VectorIndex.search` (the model-thread hop
     included), p50/p95 over the corpus's real queries, and recall@10 against exact search, at
     each size: the real chunk embeddings from (a), enlarged to N vectors by adding Gaussian noise
@@ -14,7 +15,7 @@
     approximate one (IVF above INDEX_APPROX_THRESHOLD), plus an nprobe sweep.
 (c) Memory: resident-memory growth of a process loading the index file, and the file size,
     both per million vectors.
-A full run takes ~6-8 minutes on the 2-core dev machine and peaks at ~7 GB of memory (1M).
+A full run takes ~6-7 minutes on the 2-core dev machine and peaks at ~7.5 GB of memory (1M).
 """
 
 from __future__ import annotations
@@ -70,6 +71,16 @@ def ingestion(args) -> np.ndarray:
     reference = model_thread().call(bare.encode, texts, normalize_embeddings=True, show_progress_bar=False)
     bare_seconds = time.perf_counter() - started
 
+    # The embedder alone, all passages in one call: the chosen backend and plain torch.
+    from inference.backends.local import LocalEmbedder
+
+    alone = []
+    for candidate in (LocalEmbedder(backend="torch"), embedder):
+        candidate.embed(texts[:32])
+        started = time.perf_counter()
+        candidate.embed(texts)
+        alone.append((candidate, time.perf_counter() - started))
+
     folder = Path(tempfile.mkdtemp(prefix="parley-bench-corpus-"))
     for i, (title, text) in enumerate(docs):
         (folder / f"{i:05d}.txt").write_text(f"{title}\n\n{text}\n" if title else f"{text}\n")
@@ -87,6 +98,15 @@ def ingestion(args) -> np.ndarray:
             ["path", "seconds", "passages/s", "vs bare encode"],
             [
                 ["bare sentence-transformers encode (baseline)", bare_seconds, len(docs) / bare_seconds, 1.0],
+                *(
+                    [
+                        f"Parley embedder alone, {candidate.backend} (batch {candidate.batch_size})",
+                        seconds,
+                        len(docs) / seconds,
+                        bare_seconds / seconds,
+                    ]
+                    for candidate, seconds in alone
+                ),
                 [
                     "Parley ingestion (parse, chunk, embed, store, index)",
                     ingest_seconds,

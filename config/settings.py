@@ -169,15 +169,38 @@ EMBEDDER_BACKEND = envstr(
     "EMBEDDER_BACKEND",
     "inference.backends.remote.RemoteEmbedder" if INFERENCE_URL else "inference.backends.local.LocalEmbedder",
 )
+IMAGE_GENERATOR_BACKEND = envstr(
+    "IMAGE_GENERATOR_BACKEND",
+    "inference.backends.remote.RemoteImageGenerator"
+    if INFERENCE_URL
+    else "inference.backends.local.LocalImageGenerator",
+)
+# Embedder (inference/backends/local.py, LocalEmbedder): "auto" uses OpenVINO on CPU when
+# installed (1.8x torch here, benchmarks/RESULTS.md), texts embedded length-sorted in batches.
+EMBEDDING_BACKEND = envchoice("EMBEDDING_BACKEND", "auto", ("auto", "torch", "openvino"))
+EMBEDDING_BATCH_SIZE = envint("EMBEDDING_BATCH_SIZE", 16, minimum=1)
 # Limits of the in-process generator (documented in README.md, "Limits").
 INFERENCE_MAX_INPUT_TOKENS = envint("INFERENCE_MAX_INPUT_TOKENS", 1536, minimum=64)
 INFERENCE_MAX_NEW_TOKENS = envint("INFERENCE_MAX_NEW_TOKENS", 512, minimum=1)
-INFERENCE_MAX_CONCURRENT = envint("INFERENCE_MAX_CONCURRENT", 4, minimum=1)
+# Prompt plus generated tokens of one request (the KV cache row it may fill).
+INFERENCE_MAX_TOTAL_TOKENS = envint("INFERENCE_MAX_TOTAL_TOKENS", 2048, minimum=128)
+# Requests decoded together in the running batch, and requests allowed to wait for a place.
+INFERENCE_MAX_CONCURRENT = envint("INFERENCE_MAX_CONCURRENT", 8, minimum=1)
+INFERENCE_QUEUE_DEPTH = envint("INFERENCE_QUEUE_DEPTH", 32, minimum=0)
 INFERENCE_QUEUE_TIMEOUT = envfloat("INFERENCE_QUEUE_TIMEOUT", 30.0)
 INFERENCE_REQUEST_TIMEOUT = envfloat("INFERENCE_REQUEST_TIMEOUT", 120.0)
+# Images (inference/images.py): the built-in pipeline's output is noise-like, not meaningful.
+IMAGE_MAX_SIDE = envint("IMAGE_MAX_SIDE", 1024, minimum=64)
+IMAGE_MAX_STEPS = envint("IMAGE_MAX_STEPS", 50, minimum=1)
+# The inference service (`manage.py inference_server`): optional bearer key, body size limit.
+INFERENCE_SERVER_API_KEY = envsecret("INFERENCE_SERVER_API_KEY")
+INFERENCE_SERVER_MAX_BODY_BYTES = envint("INFERENCE_SERVER_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
 
 # --- Knowledge base (retrieval/) -------------------------------------------------------------
 INDEX_DIR = DATA_DIR / "index"
+# Exact search up to this many vectors, IVF above it, probing INDEX_NPROBE lists (retrieval/index.py).
+INDEX_APPROX_THRESHOLD = envint("INDEX_APPROX_THRESHOLD", 50_000, minimum=1)
+INDEX_NPROBE = envint("INDEX_NPROBE", 32, minimum=1)
 CHUNK_TOKENS = envint("CHUNK_TOKENS", 200, minimum=32)
 CHUNK_OVERLAP_TOKENS = envint("CHUNK_OVERLAP_TOKENS", 40, minimum=0)
 INGEST_MAX_FILE_BYTES = envint("INGEST_MAX_FILE_BYTES", 20 * 1024 * 1024, minimum=1024)

@@ -116,3 +116,47 @@ class Embedder:
         with a tokenizer override this; the default counts words and punctuation, a close proxy
         for WordPiece/BPE on English prose."""
         return len(_WORDISH.findall(text))
+
+
+@dataclass
+class GeneratedImage:
+    """One generated picture: a PIL image plus the facts that made it (prompt, negative_prompt,
+    model_version, seed, steps, guidance, width, height, meaningful). `png()` returns PNG bytes
+    carrying those facts as text chunks, so a file found later still says where it came from."""
+
+    image: Any  # PIL.Image.Image (PIL is imported only inside inference/)
+    metadata: dict[str, str]
+    model_version: str
+
+    def png(self) -> bytes:
+        import io
+
+        from PIL.PngImagePlugin import PngInfo
+
+        info = PngInfo()
+        for key, value in self.metadata.items():
+            info.add_text(f"parley:{key}", str(value))
+        buffer = io.BytesIO()
+        self.image.save(buffer, format="PNG", pnginfo=info)
+        return buffer.getvalue()
+
+
+class ImageGenerator:
+    """Text to image. `meaningful` is False for the built-in offline pipeline, whose random
+    weights make pictures that show nothing: user interfaces must say so next to them."""
+
+    model_version: str
+    meaningful: bool = True
+
+    def generate(
+        self,
+        prompt: str,
+        negative_prompt: str = "",
+        width: int = 512,
+        height: int = 512,
+        steps: int | None = None,
+        guidance: float | None = None,
+        seed: int | None = None,
+    ) -> GeneratedImage:
+        """Blocking (seconds to minutes): call it from a Celery task or a worker thread."""
+        raise NotImplementedError

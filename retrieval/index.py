@@ -8,26 +8,28 @@ another process sees either the old or the new index, never half of one; readers
 the file's stamp (inode, mtime, size) changes.
 
 Two layouts, chosen by size (benchmarks/RESULTS.md, "Knowledge base: index and ingestion speed",
-`python benchmarks/retrieval_bench.py`; real MiniLM embeddings of the 3,946-passage evaluation
-corpus enlarged by Gaussian perturbation, one query at a time on the 2-core dev machine):
+`python benchmarks/retrieval_bench.py`: real MiniLM chunk embeddings of the 3,946-passage
+evaluation corpus enlarged by Gaussian perturbation, its 183 real queries one at a time, on the
+2-core dev machine):
 - up to INDEX_APPROX_THRESHOLD vectors (default 50,000): exact search, `IndexIDMap2(IndexFlatIP)`.
-  A flat scan costs ~0.1 ms per 1,000 vectors (p95 ~14 ms at 100k, ~275 ms at 1M).
+  A flat scan costs ~0.08 ms per 1,000 vectors: p95 0.8 ms at 10k, 7.7 ms at 100k, 116 ms at 1M.
+  Up to ~50k it stays under ~4 ms, well below embedding the query (~15 ms), so exactness is free.
 - above it: `IndexIVFFlat` with nlist = the power of two nearest sqrt(n) and nprobe =
-  INDEX_NPROBE (default 32). At 1M vectors (nlist 1,024) nprobe 16 gave recall@10 1.000 against
-  exact search at p95 2.5 ms, nprobe 32 p95 4.5 ms; with twice the noise (a harder, less clustered
-  set) nprobe 32 still gave recall@10 0.99 at 100k, hence 32 as the default with a margin.
-  IVF rather than HNSW: HNSW (M=32, efConstruction 40) reached only recall 0.966 at efSearch 128
-  on the same 100k set, since near-duplicate clusters hurt its graph; it cannot remove ids (we
-  would need tombstones and an over-fetch), and its graph adds ~30% memory. IVF removes ids
-  natively, adds incrementally, and its vectors stay in the index (1.5 GiB per million at 384
-  dimensions, the same as exact search), so it can be retrained from itself. Training on 64
-  points per list takes ~15 s at 1M vectors.
+  INDEX_NPROBE (default 32). recall@10 against exact search at nprobe 32: 0.993 at 100k (p95
+  1.2 ms) and 0.995 at 1M (nlist 1,024, p95 4.5 ms); nprobe 16 drops to 0.985-0.992, nprobe 64
+  reaches 1.000 at 1.9 / 7.8 ms. A first build of 1M vectors takes ~26 s (train, add, write).
+  IVF rather than HNSW: HNSW (M=32, efConstruction 40) reached only recall 0.977 at efSearch 128
+  on the same 100k set (near-duplicate neighbourhoods hurt its graph) and builds 4x slower; it
+  cannot remove ids (we would need tombstones and an over-fetch) and its links add ~17% memory.
+  IVF removes ids natively, adds incrementally, and keeps the vectors themselves (1.45 GiB per
+  million at 384 dimensions, as exact search), so it is retrained from itself when it grows.
 
 All FAISS calls run on the model thread (inference/runtime.py): FAISS and torch share one OpenMP
 runtime, and a FAISS call on any other thread started a second worker pool that halved chat
-decoding speed for the rest of the process's life. Long builds are cut into many short
-model-thread calls, so searches in this process keep answering from the old index meanwhile; lock
-waits and fsync happen on the calling thread, never on the model thread.
+decoding speed for the rest of the process's life. Long builds are cut into short model-thread
+calls (adds of BUILD_BATCH vectors; k-means training, ~10 s at 1M, is the longest), so searches in
+this process keep answering from the old index meanwhile; lock waits and fsync happen on the
+calling thread, never on the model thread.
 """
 
 from __future__ import annotations
@@ -56,8 +58,8 @@ DEFAULT_APPROX_THRESHOLD = 50_000
 DEFAULT_NPROBE = 32
 # Vectors per model-thread call while building: ~0.1-0.5 s each, so a search waits at most that.
 BUILD_BATCH = 32_768
-# k-means points per IVF list: 64 is 4x fewer than FAISS's default (256) and trains 1M vectors in
-# ~15 s instead of ~60 s; recall at nprobe 32 did not move.
+# k-means points per IVF list: 64 is 4x fewer than FAISS's default (256), so training takes a
+# quarter of the time (~10-15 s at 1M vectors); recall@10 stayed at 0.99+ at nprobe 32.
 TRAIN_POINTS_PER_LIST = 64
 # FAISS warns below 39 training points per centroid: fewer lists rather than poor centroids.
 MIN_POINTS_PER_LIST = 39

@@ -159,15 +159,17 @@ class LocalEmbedder(Embedder):
     Backends (EMBEDDING_BACKEND): "torch" runs sentence-transformers as is; "openvino" runs the
     same weights through OpenVINO in float32, converted once from the packaged model folder and
     cached under MODELS_DIR; "auto" (the default) picks OpenVINO on CPU when the package is
-    installed. Measured on the 2-core dev machine (benchmarks/RESULTS.md, "Knowledge base: index
-    and ingestion speed"): ~1.15x the best torch throughput when idle and far steadier when other
-    processes share the cores (~35 ms of CPU per passage against torch's 37-98 ms), with vectors
-    equal to torch's (cosine 1.0000). sentence-transformers' own ONNX/OpenVINO backends need
-    optimum, whose releases pin transformers < 5 (we run 5.x), hence the direct conversion.
-    bfloat16 (0.7x) and int8 (cosine 0.988 against float32) were slower or not equivalent.
+    installed. Measured in one run of benchmarks/retrieval_bench.py (RESULTS.md, "Knowledge base:
+    index and ingestion speed"), 3,946 passages, cores shared with another test run: OpenVINO
+    66 passages/s, torch 37/s, bare sentence-transformers encode 18/s; vectors equal torch's
+    (cosine 1.0000). OpenVINO's CPU time per passage stays ~30-35 ms when other processes compete
+    for the cores, where torch's OpenMP pool went from ~40 to 77-98 ms. sentence-transformers' own
+    ONNX/OpenVINO backends need optimum, whose releases pin transformers < 5 (we run 5.x), hence
+    the direct conversion. Tried and dropped: bfloat16 and float16 (0.7-0.9x, no AMX here) and
+    int8 dynamic quantisation (cosine 0.988 against float32, below our 0.99 bar).
 
     batch_size (EMBEDDING_BATCH_SIZE, default 16): texts are sorted by length and embedded in
-    batches of this size. Smaller batches pad less and stay in cache: 8-16 ran ~1.3x faster
+    batches of this size. Smaller batches pad less and stay in cache: 8-16 ran ~1.3-1.5x faster
     than 64 with either backend; each batch is one model-thread call, so chat decoding steps
     interleave with a long embedding job instead of waiting for all of it.
     """
