@@ -173,7 +173,7 @@ IMAGE_GENERATOR_BACKEND = envstr(
     "IMAGE_GENERATOR_BACKEND",
     "inference.backends.remote.RemoteImageGenerator"
     if INFERENCE_URL
-    else "inference.backends.local.LocalImageGenerator",
+    else "inference.images.LocalImageGenerator",
 )
 # Embedder (inference/backends/local.py, LocalEmbedder): "auto" uses OpenVINO on CPU when
 # installed (1.8x torch here, benchmarks/RESULTS.md), texts embedded length-sorted in batches.

@@ -12,7 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from inference.base import Embedder, TextGenerator
+from inference.base import Embedder, ImageGenerator, TextGenerator
 
 _lock = threading.Lock()
 _instances: dict[str, Any] = {}
@@ -34,3 +34,7 @@ def get_text_generator() -> TextGenerator:
 
 def get_embedder() -> Embedder:
     return _get("EMBEDDER_BACKEND")
+
+
+def get_image_generator() -> ImageGenerator:
+    return _get("IMAGE_GENERATOR_BACKEND")
