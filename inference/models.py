@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from django.conf import settings
 from django.db import models
 
 
@@ -42,6 +45,47 @@ class ModelVersion(models.Model):
                 name="one_active_model_per_kind",
             )
         ]
+        permissions = [("activate_modelversion", "Can activate and roll back model versions")]
 
     def __str__(self) -> str:
         return f"{self.key} ({self.status})"
+
+    @property
+    def files_present(self) -> bool:
+        """False when the version names a folder that is not on disk (moved, deleted, or
+        prepared on another machine); True for versions without files (remote models)."""
+        return not self.path or Path(self.path).exists()
+
+
+class ModelEvent(models.Model):
+    """One entry in the registry's audit trail: who changed which version, when and why.
+
+    Rollback reads this trail: the version to go back to is `previous` of the event that made
+    the current version active. Rows are only ever added.
+    """
+
+    class Action(models.TextChoices):
+        REGISTERED = "registered"
+        ACTIVATED = "activated"
+        RETIRED = "retired"
+        ROLLED_BACK = "rolled_back"
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="events")
+    action = models.CharField(max_length=16, choices=Action.choices)
+    # The version that was active for this kind just before this event (activations only).
+    previous = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Who acted, as text that survives the user's deletion: "user:alice", "cli:deploy", "prepare_models".
+    actor = models.CharField(max_length=200)
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.version.key} by {self.actor}"
