@@ -18,7 +18,7 @@ from django.db import transaction
 
 from assistant.errors import ChatError
 from assistant.models import Conversation, Feedback, Message
-from assistant.prompts import ANSWER_TEMPLATE_VERSION, Source, build_answer_messages, number_sources
+from assistant.prompts import ANSWER_TEMPLATE_VERSION, Source, fit_answer_messages
 from inference.actions import version_for_key
 from inference.base import GenerationParams, InferenceError, Usage
 from inference.services import get_text_generator
@@ -132,9 +132,14 @@ async def stream_answer(
     conversation, _question, history, hits = await _begin(conversation_id, collection, text)
     yield AnswerEvent("conversation", {"id": str(conversation.id)})
 
-    sources = number_sources(hits)
-    messages = build_answer_messages(text, sources, history)
     generator = await sync_to_async(get_text_generator, thread_sensitive=False)()  # loads once
+    messages, sources = fit_answer_messages(
+        text,
+        hits,
+        history,
+        count_tokens=generator.count_tokens,
+        budget=settings.INFERENCE_MAX_INPUT_TOKENS,
+    )
     generation = generator.stream(
         messages,
         GenerationParams(

@@ -3,6 +3,7 @@ answer it produced, so an answer can always be traced to the exact instructions 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from retrieval.search import Hit
@@ -49,6 +50,35 @@ def build_answer_messages(
     messages.extend({"role": role, "content": text} for role, text in history)
     messages.append({"role": "user", "content": question})
     return messages
+
+
+# Tokens a chat template adds around each message (role markers, separators): SmolLM2's adds 5.
+_MESSAGE_OVERHEAD = 8
+
+
+def fit_answer_messages(
+    question: str,
+    hits: list[Hit],
+    history: list[tuple[str, str]],
+    *,
+    count_tokens: Callable[[str], int],
+    budget: int,
+) -> tuple[list[dict[str, str]], list[Source]]:
+    """The answer prompt trimmed to `budget` tokens: the oldest history turns go first, then the
+    retrieved chunks from the lowest-ranked up; the visitor's own words are never cut (a question
+    too long on its own is refused by the model with a clear error). Returns the messages and the
+    sources actually in them, so citations only name what the model saw."""
+    history, hits = list(history), list(hits)
+    while True:
+        sources = number_sources(hits)
+        messages = build_answer_messages(question, sources, history)
+        used = sum(count_tokens(m["content"]) + _MESSAGE_OVERHEAD for m in messages)
+        if used <= budget or not (history or hits):
+            return messages, sources
+        if history:
+            history.pop(0)
+        else:
+            hits.pop()
 
 
 def _body(hit: Hit) -> str:

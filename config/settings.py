@@ -189,6 +189,8 @@ INFERENCE_MAX_CONCURRENT = envint("INFERENCE_MAX_CONCURRENT", 8, minimum=1)
 INFERENCE_QUEUE_DEPTH = envint("INFERENCE_QUEUE_DEPTH", 32, minimum=0)
 INFERENCE_QUEUE_TIMEOUT = envfloat("INFERENCE_QUEUE_TIMEOUT", 30.0)
 INFERENCE_REQUEST_TIMEOUT = envfloat("INFERENCE_REQUEST_TIMEOUT", 120.0)
+# Prompt tokens prefilled per engine step while other requests are decoding (their stall bound).
+INFERENCE_PREFILL_CHUNK = envint("INFERENCE_PREFILL_CHUNK", 256, minimum=16)
 # Images (inference/images.py): the built-in pipeline's output is noise-like, not meaningful.
 IMAGE_MAX_SIDE = envint("IMAGE_MAX_SIDE", 1024, minimum=64)
 IMAGE_MAX_STEPS = envint("IMAGE_MAX_STEPS", 50, minimum=1)

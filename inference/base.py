@@ -29,6 +29,7 @@ class GenerationParams:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     repetition_penalty: float = 1.0  # >1 discourages repeating tokens (1.0 = off)
+    ignore_eos: bool = False  # keep going past end-of-sequence (benchmarks: equal lengths)
 
 
 @dataclass
@@ -94,6 +95,11 @@ class TextGenerator:
 
     def stream(self, messages: list[ChatMessage], params: GenerationParams) -> Generation:
         raise NotImplementedError
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of `text` for this model (prompt budgets are set in these). Backends with a
+        tokenizer override this; the default counts words and punctuation."""
+        return len(_WORDISH.findall(text))
 
     async def complete(self, messages: list[ChatMessage], params: GenerationParams) -> tuple[str, Usage]:
         generation = self.stream(messages, params)

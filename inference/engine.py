@@ -1,27 +1,53 @@
-"""The chat model engine: owns one causal LM and turns prompts into streamed tokens.
+"""The chat model engine: one causal LM, many requests decoded together (continuous batching).
 
-It knows nothing of HTTP or websockets (the product apps and the inference server do that). A
-generation is an explicit prefill + decode loop over a KV cache, written as a Python generator that
-advances one token per `next()`: the caller drives it step by step on the model thread
-(inference/runtime.py), so several streams interleave at token boundaries and a client that leaves
-stops costing anything at the next step. Batching steps of several streams into one forward pass
-comes with the inference-layer issue.
+It knows nothing of HTTP, websockets or event loops (inference/backends/local.py and
+inference/server.py do that). The shape is vLLM's, shrunk to what a reader can hold in their head:
+
+- A KV cache of `slots` rows, each `capacity` tokens long, allocated once per layer as
+  (slots, kv_heads, capacity + 1, head_dim). A request owns one row from admission until it ends;
+  its tokens sit at columns [0, length). Column `capacity` is scratch space that rows without a
+  token to decode write to, so a step never disturbs a row that is being prefilled.
+- `step()` is one scheduling iteration, run on the model thread: drop cancelled requests, admit
+  waiting ones into free rows, prefill (a whole prompt when nothing else is decoding, otherwise one
+  chunk of `prefill_chunk` tokens, so running streams stall ~0.3 s at most), then ONE forward pass
+  that decodes the next token of every running request. Requests join and leave at these token
+  boundaries; a cancelled request's row is free at the next step.
+- The forward pass is written out here for the Llama family (Llama, Mistral, Qwen2: SmolLM2 is a
+  Llama) over the Hugging Face modules' weights, so LoRA-wrapped projections still apply. Doing it
+  ourselves rather than through `model(...)` gives per-row positions and write columns in one
+  batched step, and drops the per-call mask building and cache bookkeeping of the generic path.
+- Every decode step runs all `slots` rows, active or not: the matrix shapes never change, so a
+  request's numbers do not depend on who else is in the batch and greedy output is the same alone
+  or batched (BLAS picks its kernel by shape; a row's result does not depend on other rows' values).
+  On this CPU a (8, 576) matmul costs about what a (1, 576) one does: the weights' memory traffic
+  dominates, which is also why batching pays.
+
+Why not transformers' own continuous batching (`generate_batch` / ContinuousBatchingManager):
+measured on the 2-core dev machine with transformers 5.x it ran the paged-attention path only
+with its CUDA-oriented defaults, offered one global generation config (no per-request sampling,
+seed or repetition penalty) and no per-token cancellation hook; see benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+import torch.nn.functional as F  # noqa: N812
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from inference.base import GenerationParams, InputTooLong, ModelUnavailable
+from inference.base import GenerationParams, InferenceError, InputTooLong, ModelBusy, ModelUnavailable
 
 log = logging.getLogger(__name__)
+
+SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2")
 
 
 def resolve_device(setting: str) -> torch.device:
@@ -36,14 +62,6 @@ def resolve_dtype(setting: str, device: torch.device) -> torch.dtype:
     if setting == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     return getattr(torch, setting)
-
-
-@dataclass
-class StepEvent:
-    """One decoded piece of a generation: `text` may be "" while a multi-byte char completes."""
-
-    text: str
-    token_id: int
 
 
 class IncrementalDecoder:
@@ -73,7 +91,141 @@ class IncrementalDecoder:
         return ""
 
 
+# Events a request receives, in order: ("token", id) many, then ("end", finish_reason) or
+# ("error", InferenceError). finish_reason: "stop" (end of sequence), "length" (max tokens, the
+# row's capacity, or the per-request time limit).
+Listener = Callable[[str, Any], None]
+
+
+@dataclass(eq=False)
+class Request:
+    prompt_ids: list[int]
+    params: GenerationParams
+    max_new: int
+    listener: Listener
+    submitted: float = field(default_factory=time.monotonic)
+    slot: int = -1
+    prefilled: int = 0  # prompt tokens already in the cache
+    produced: int = 0
+    length: int = 0  # tokens in the cache row
+    next_id: int = -1  # the token to feed at the next decode step
+    started: float = 0.0  # when it got a row
+    generator: torch.Generator | None = None
+    cancelled: bool = False
+    finished: bool = False
+    counted: bool = True  # counts against slots + queue depth (Engine.load)
+
+
+class LlamaForward:
+    """The batched forward pass over a Llama-family model's modules and a slot KV cache."""
+
+    def __init__(self, model, *, slots: int, capacity: int) -> None:
+        config = model.config
+        if config.model_type not in SUPPORTED_MODEL_TYPES:
+            raise ModelUnavailable(
+                f"The batching engine runs {SUPPORTED_MODEL_TYPES} models, not {config.model_type}."
+            )
+        inner = model.model
+        self.layers = list(inner.layers)
+        self.embed, self.norm, self.rotary, self.lm_head = (
+            inner.embed_tokens,
+            inner.norm,
+            inner.rotary_emb,
+            model.lm_head,
+        )
+        self.n_heads = config.num_attention_heads
+        self.n_kv = config.num_key_value_heads
+        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.n_heads
+        self.slots, self.capacity = slots, capacity
+        param = next(model.parameters())
+        self.device, self.dtype = param.device, param.dtype
+        shape = (slots, self.n_kv, capacity + 1, self.head_dim)
+        self.keys = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.layers]
+        self.values = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.layers]
+        self.rows = torch.arange(slots, device=self.device)  # (S,)
+        self.columns = torch.arange(capacity + 1, device=self.device)  # (C+1,)
+
+    @staticmethod
+    def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        # x: (B, H, T, D); cos/sin: (B, 1, T, D). RoPE as in transformers' apply_rotary_pos_emb.
+        half = x.shape[-1] // 2
+        rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+        return x * cos + rotated * sin
+
+    def _layer(self, i: int, x, cos, sin, write, attend) -> torch.Tensor:
+        """One decoder layer. x: (B, T, C). write(i, k, v) stores the new keys/values and
+        attend(i, q) returns the attention output (B, H, T, D)."""
+        layer = self.layers[i]
+        attn = layer.self_attn
+        B, T, _ = x.shape
+        h = layer.input_layernorm(x)
+        q = attn.q_proj(h).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+        k = attn.k_proj(h).view(B, T, self.n_kv, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
+        v = attn.v_proj(h).view(B, T, self.n_kv, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
+        q, k = self._rotate(q, cos, sin), self._rotate(k, cos, sin)
+        write(i, k, v)
+        out = attend(i, q).transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)  # (B, T, H*D)
+        x = x + attn.o_proj(out)
+        return x + layer.mlp(layer.post_attention_layernorm(x))
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(self.norm(x)).float()  # (B, V)
+
+    def prefill(self, slot: int, ids: list[int], start: int) -> torch.Tensor:
+        """Run prompt tokens `ids` at positions start.. into row `slot`; logits of the last (1, V)."""
+        T = len(ids)
+        end = start + T
+        tokens = torch.tensor([ids], device=self.device)  # (1, T)
+        x = self.embed(tokens)  # (1, T, C)
+        cos, sin = self.rotary(x, torch.arange(start, end, device=self.device)[None])  # (1, T, D)
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # (1, 1, T, D)
+        mask = None
+        if start:  # chunk after the first: each new token sees the cached prefix and itself causally
+            mask = self.columns[:end][None, :] <= torch.arange(start, end, device=self.device)[:, None]
+
+        def write(i, k, v):
+            self.keys[i][slot, :, start:end] = k[0]
+            self.values[i][slot, :, start:end] = v[0]
+
+        def attend(i, q):
+            keys = self.keys[i][slot : slot + 1, :, :end]  # (1, Hkv, end, D)
+            values = self.values[i][slot : slot + 1, :, :end]
+            return F.scaled_dot_product_attention(
+                q, keys, values, attn_mask=mask, is_causal=mask is None, enable_gqa=True
+            )
+
+        for i in range(len(self.layers)):
+            x = self._layer(i, x, cos, sin, write, attend)
+        return self._logits(x[:, -1])
+
+    def decode(self, ids: torch.Tensor, positions: torch.Tensor, width: int) -> torch.Tensor:
+        """One token for every row. ids, positions: (S,) — a row with nothing to decode has
+        position `capacity` (the scratch column). Attends to columns [0, width). Logits (S, V)."""
+        x = self.embed(ids[:, None])  # (S, 1, C)
+        rope_positions = positions.clamp(max=self.capacity - 1)[:, None]  # (S, 1)
+        cos, sin = self.rotary(x, rope_positions)
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # (S, 1, 1, D)
+        # Row r sees its columns [0, position_r]; idle rows see column 0 only (never all-masked).
+        visible = torch.where(positions >= self.capacity, torch.zeros_like(positions), positions)
+        mask = (self.columns[:width][None, :] <= visible[:, None])[:, None, None, :]  # (S, 1, 1, W)
+
+        def write(i, k, v):
+            self.keys[i][self.rows, :, positions] = k[:, :, 0]  # (S, Hkv, D) at each row's column
+            self.values[i][self.rows, :, positions] = v[:, :, 0]
+
+        def attend(i, q):
+            keys, values = self.keys[i][:, :, :width], self.values[i][:, :, :width]  # (S, Hkv, W, D)
+            return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, enable_gqa=True)
+
+        for i in range(len(self.layers)):
+            x = self._layer(i, x, cos, sin, write, attend)
+        return self._logits(x[:, -1])
+
+
 class Engine:
+    """Owns the model and the running batch. Thread contract: `submit` and `cancel` may be called
+    from any thread; `step` only from the one thread that runs the model (inference/runtime.py)."""
+
     def __init__(
         self,
         model_dir: str | Path,
@@ -81,13 +233,19 @@ class Engine:
         device: str = "auto",
         dtype: str = "auto",
         max_input_tokens: int = 1536,
+        max_total_tokens: int = 2048,
+        max_new_tokens: int = 512,
+        slots: int = 8,
+        queue_depth: int = 32,
+        queue_timeout: float = 30.0,
+        request_timeout: float = 120.0,
+        prefill_chunk: int = 256,
     ) -> None:
         model_dir = Path(model_dir)
         if not (model_dir / "config.json").exists():
             raise ModelUnavailable(f"No chat model at {model_dir}. Run `python manage.py prepare_models`.")
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
-        self.max_input_tokens = max_input_tokens
         started = time.perf_counter()
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.model = (
@@ -96,12 +254,34 @@ class Engine:
             .eval()
         )
         self.context_length = int(getattr(self.model.config, "max_position_embeddings", 2048))
+        self.capacity = min(max_total_tokens, self.context_length)
+        self.max_input_tokens = min(max_input_tokens, self.capacity - 1)
+        self.max_new_tokens = max_new_tokens
+        self.slots = slots
+        self.queue_depth = queue_depth
+        self.queue_timeout = queue_timeout
+        self.request_timeout = request_timeout
+        self.prefill_chunk = prefill_chunk
         self.stop_ids = self._stop_token_ids()
+        self.forward = LlamaForward(self.model, slots=slots, capacity=self.capacity)
+        vocab = self.model.config.vocab_size
+        # Tokens each row has produced, for the repetition penalty (prompt tokens are not
+        # penalised: a grounded answer should copy facts from its sources).
+        self.seen = torch.zeros(slots, vocab, dtype=torch.bool, device=self.device)  # (S, V)
+        self.penalty = torch.ones(slots, 1, device=self.device)  # (S, 1)
+        self._lock = threading.Lock()
+        self.waiting: deque[Request] = deque()
+        self.prefilling: deque[Request] = deque()
+        self.running: list[Request] = []
+        self.free_slots = list(range(slots))
+        self.load = 0  # requests waiting or holding a row, not counting cancelled ones
         log.info(
-            "event=model_loaded path=%s device=%s dtype=%s seconds=%.2f",
+            "event=model_loaded path=%s device=%s dtype=%s slots=%d capacity=%d seconds=%.2f",
             model_dir,
             self.device,
             self.dtype,
+            slots,
+            self.capacity,
             time.perf_counter() - started,
         )
 
@@ -115,6 +295,8 @@ class Engine:
                 ids.add(token_id)
         return ids
 
+    # --- Requests (any thread) ------------------------------------------------------------------
+
     def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
         text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         return self.tokenizer.encode(text, add_special_tokens=False)
@@ -127,61 +309,180 @@ class Engine:
             raise InputTooLong(
                 f"The prompt has {len(prompt_ids)} tokens; the limit is {self.max_input_tokens}."
             )
+        if not prompt_ids:
+            raise InputTooLong("The prompt is empty.", code="empty_input")
+
+    def submit(self, prompt_ids: list[int], params: GenerationParams, listener: Listener) -> Request:
+        """Queue a request; raises ModelBusy when the queue is full (never waits)."""
+        self.check_prompt(prompt_ids)
+        max_new = max(0, min(params.max_tokens, self.max_new_tokens, self.capacity - len(prompt_ids)))
+        request = Request(list(prompt_ids), params, max_new, listener)
+        with self._lock:
+            if self.load >= self.slots + self.queue_depth:
+                raise ModelBusy()
+            self.load += 1
+            self.waiting.append(request)
+        return request
+
+    def cancel(self, request: Request) -> None:
+        """The client went away. Its place counts as free at once (a new request is accepted);
+        the row itself is freed at the start of the next step, after any step in flight."""
+        with self._lock:
+            if not request.cancelled:
+                request.cancelled = True
+                self._unload(request)
+
+    def _unload(self, request: Request) -> None:
+        # Under self._lock: the request stops counting against the limits, exactly once.
+        if request.counted:
+            request.counted = False
+            self.load -= 1
+
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.prefilling or self.running)
+
+    # --- Scheduling (model thread) ----------------------------------------------------------------
 
     @torch.inference_mode()
-    def generate(self, prompt_ids: list[int], params: GenerationParams) -> Iterator[StepEvent]:
-        """Yield decoded pieces one token per `next()`; stops at EOS or max_tokens. Close the
-        generator to abandon it (its KV cache is freed with it)."""
-        self.check_prompt(prompt_ids)
-        max_new = max(0, min(params.max_tokens, self.context_length - len(prompt_ids)))
-        generator = None
-        if params.temperature > 0:
-            generator = torch.Generator(device=self.device)
-            generator.manual_seed(params.seed if params.seed is not None else int(time.time_ns()))
-        decoder = IncrementalDecoder(self.tokenizer)
-        cache = DynamicCache()
-        input_ids = torch.tensor([prompt_ids], device=self.device)  # (1, T)
-        # Tokens the answer has used so far. Unlike transformers' generate, prompt tokens are not
-        # penalised: a grounded answer should copy facts from its sources (measured on the demo
-        # questions: penalising them dropped facts found from 3/8 to 1/8).
-        seen = torch.empty(0, device=self.device, dtype=torch.long)
-        for _ in range(max_new):
-            # logits_to_keep=1: only the last position needs the (V=49k)-wide LM head; computing
-            # it for the whole prompt cost ~15% of prefill time.
-            logits = self.model(
-                input_ids=input_ids, past_key_values=cache, use_cache=True, logits_to_keep=1
-            ).logits
-            logits = logits[:, -1, :].float()  # (1, V)
-            if params.repetition_penalty != 1.0:
-                logits = self._penalise(logits, seen, params.repetition_penalty)
-            next_id = self._pick(logits, params, generator)  # (1,)
-            token_id = int(next_id.item())
-            if token_id in self.stop_ids:
-                return
-            yield StepEvent(text=decoder.push(token_id), token_id=token_id)
-            seen = torch.cat([seen, next_id])
-            input_ids = next_id.view(1, 1)  # (1, 1): only the new token; the rest is cached
+    def step(self) -> bool:
+        """One iteration: admissions, some prefill, one decode step. Returns has_work()."""
+        self._drop_cancelled()
+        self._admit()
+        if self.prefilling:
+            self._prefill_some(self.prefilling[0])
+        if self.running:
+            self._decode()
+        with self._lock:
+            return self.has_work()
+
+    def fail_all(self, error: InferenceError) -> None:
+        """Something broke inside a step: every request ends with the error, rows are freed."""
+        with self._lock:
+            requests = [*self.waiting, *self.prefilling, *self.running]
+            self.waiting.clear()
+        for request in requests:
+            self._finish(request, None)
+            if not request.cancelled:
+                request.listener("error", error)
+
+    def _drop_cancelled(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for request in list(self.waiting):
+                if request.cancelled:
+                    self.waiting.remove(request)
+                elif now - request.submitted > self.queue_timeout:
+                    self.waiting.remove(request)
+                    request.finished = True
+                    self._unload(request)
+                    request.listener("error", ModelBusy())
+        for request in [*self.prefilling, *self.running]:
+            if request.cancelled:
+                self._finish(request, None)
+            elif now - request.started > self.request_timeout:
+                self._finish(request, "length")
+
+    def _admit(self) -> None:
+        with self._lock:
+            while self.waiting and self.free_slots:
+                request = self.waiting.popleft()
+                request.slot = self.free_slots.pop(0)  # lowest first: keeps rows compact
+                request.started = time.monotonic()
+                self.prefilling.append(request)
+        for request in self.prefilling:
+            if request.generator is None and request.params.temperature > 0:
+                request.generator = torch.Generator(device=self.device)
+                seed = request.params.seed if request.params.seed is not None else time.time_ns()
+                request.generator.manual_seed(int(seed))
+
+    def _prefill_some(self, request: Request) -> None:
+        remaining = len(request.prompt_ids) - request.prefilled
+        # Alone: the whole prompt in one pass (fastest time to first token). With others decoding:
+        # one chunk, so their next tokens wait at most one chunk's time.
+        take = remaining if not self.running else min(remaining, self.prefill_chunk)
+        start = request.prefilled
+        logits = self.forward.prefill(request.slot, request.prompt_ids[start : start + take], start)
+        request.prefilled += take
+        if request.prefilled < len(request.prompt_ids):
+            return
+        self.prefilling.popleft()
+        request.length = len(request.prompt_ids)
+        self.seen[request.slot] = False
+        self.penalty[request.slot] = request.params.repetition_penalty
+        if request.max_new == 0:
+            self._finish(request, "length")
+            return
+        token = int(self._pick(logits, [request])[0])  # (1, V) -> one id
+        self.running.append(request)
+        self._emit(request, token)
+
+    def _decode(self) -> None:
+        S, capacity = self.slots, self.capacity
+        ids = torch.zeros(S, dtype=torch.long)
+        positions = torch.full((S,), capacity, dtype=torch.long)
+        for request in self.running:
+            ids[request.slot] = request.next_id
+            positions[request.slot] = request.length
+        width = max(r.length for r in self.running) + 1
+        logits = self.forward.decode(ids.to(self.device), positions.to(self.device), width)  # (S, V)
+        for request in self.running:
+            request.length += 1
+        rows = [r.slot for r in self.running]
+        picked = self._pick(logits[rows], self.running)  # one host sync for the whole batch
+        for request, token in zip(list(self.running), picked, strict=True):
+            self._emit(request, int(token))
+
+    def _pick(self, logits: torch.Tensor, requests: list[Request]) -> list[int]:
+        """Next token per request. logits: (R, V) for `requests` in order."""
+        rows = torch.tensor([r.slot for r in requests], device=self.device)
+        if any(r.params.repetition_penalty != 1.0 for r in requests):
+            # CTRL-style penalty on tokens the answer already used: tiny models loop otherwise.
+            seen, penalty = self.seen[rows], self.penalty[rows]  # (R, V), (R, 1)
+            penalised = torch.where(logits > 0, logits / penalty, logits * penalty)
+            logits = torch.where(seen, penalised, logits)
+        chosen = logits.argmax(dim=-1)  # (R,)
+        for i, request in enumerate(requests):
+            if request.params.temperature > 0:
+                chosen[i] = self._sample(logits[i : i + 1], request)
+        self.seen[rows, chosen] = True
+        return chosen.tolist()
 
     @staticmethod
-    def _penalise(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
-        """CTRL-style repetition penalty: tokens the answer already used become less likely;
-        tiny models otherwise loop on one sentence."""
-        scores = logits.gather(1, seen.view(1, -1))  # (1, S)
-        scores = torch.where(scores > 0, scores / penalty, scores * penalty)
-        return logits.scatter(1, seen.view(1, -1), scores)
-
-    @staticmethod
-    def _pick(
-        logits: torch.Tensor, params: GenerationParams, generator: torch.Generator | None
-    ) -> torch.Tensor:
+    def _sample(logits: torch.Tensor, request: Request) -> torch.Tensor:
         # logits: (1, V)
-        if params.temperature <= 0:
-            return logits.argmax(dim=-1)
+        params = request.params
         probs = torch.softmax(logits / params.temperature, dim=-1)
         if params.top_p < 1.0:
             sorted_probs, sorted_idx = probs.sort(dim=-1, descending=True)
             keep = sorted_probs.cumsum(dim=-1) - sorted_probs < params.top_p
-            sorted_probs = sorted_probs * keep
-            choice = torch.multinomial(sorted_probs, 1, generator=generator)  # (1, 1)
-            return sorted_idx.gather(-1, choice).view(1)
-        return torch.multinomial(probs, 1, generator=generator).view(1)
+            choice = torch.multinomial(sorted_probs * keep, 1, generator=request.generator)  # (1, 1)
+            return sorted_idx.gather(-1, choice).view(())
+        return torch.multinomial(probs, 1, generator=request.generator).view(())
+
+    def _emit(self, request: Request, token: int) -> None:
+        if token in self.stop_ids and not request.params.ignore_eos:
+            self._finish(request, "stop")
+            return
+        request.produced += 1
+        request.next_id = token
+        request.listener("token", token)
+        if request.produced >= request.max_new or request.length >= self.capacity:
+            self._finish(request, "length")
+
+    def _finish(self, request: Request, reason: str | None) -> None:
+        """Free the request's row; tell its listener unless it was cancelled (reason None)."""
+        if request.finished:
+            return
+        request.finished = True
+        if request in self.running:
+            self.running.remove(request)
+        if request in self.prefilling:
+            self.prefilling.remove(request)
+        with self._lock:
+            self._unload(request)
+            if request.slot >= 0:
+                self.free_slots.append(request.slot)
+                self.free_slots.sort()
+        request.slot = -1
+        if reason is not None:
+            request.listener("end", reason)

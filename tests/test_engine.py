@@ -50,7 +50,7 @@ async def test_closing_a_stream_early_frees_its_slot(text_generator):
         break
     await generation.deltas.aclose()
     assert generation.usage.finish_reason == "cancelled"
-    assert text_generator._active == 0
+    assert text_generator.active_requests == 0
 
 
 async def test_overlong_prompt_is_refused_with_a_clear_error(text_generator):

@@ -7,7 +7,6 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ from inference.base import (
     Embedder,
     Generation,
     GenerationParams,
-    ModelBusy,
+    InferenceError,
     TextGenerator,
     Usage,
 )
@@ -59,7 +58,9 @@ class StopStringFilter:
 
 
 class LocalTextGenerator(TextGenerator):
-    """SmolLM2 (or any causal LM folder) in this process, driven step by step on the model thread."""
+    """SmolLM2 (or any Llama-family model folder) in this process: requests join the engine's
+    running batch (inference/engine.py), whose steps run on the model thread one at a time, so
+    embedding and index work interleave with decoding at token boundaries."""
 
     def __init__(self, model_dir: str | None = None) -> None:
         from inference.engine import Engine  # torch loads only when a generator is built
@@ -72,80 +73,99 @@ class LocalTextGenerator(TextGenerator):
             device=settings.INFERENCE_DEVICE,
             dtype=settings.CHAT_DTYPE,
             max_input_tokens=settings.INFERENCE_MAX_INPUT_TOKENS,
+            max_total_tokens=settings.INFERENCE_MAX_TOTAL_TOKENS,
+            max_new_tokens=settings.INFERENCE_MAX_NEW_TOKENS,
+            slots=settings.INFERENCE_MAX_CONCURRENT,
+            queue_depth=settings.INFERENCE_QUEUE_DEPTH,
+            queue_timeout=settings.INFERENCE_QUEUE_TIMEOUT,
+            request_timeout=settings.INFERENCE_REQUEST_TIMEOUT,
+            prefill_chunk=settings.INFERENCE_PREFILL_CHUNK,
         )
         self.model_version = manifest.key if manifest else f"chat:{model_dir}"
-        self._active = 0
-        self._active_lock = threading.Lock()
+        self._pump_lock = threading.Lock()
+        self._pumping = False
 
     def count_tokens(self, text: str) -> int:
         return self.engine.count_tokens(text)
+
+    @property
+    def active_requests(self) -> int:
+        """Requests holding a row or waiting for one (cancelled ones no longer count)."""
+        return self.engine.load
 
     def stream(self, messages: list[ChatMessage], params: GenerationParams) -> Generation:
         generation = Generation()
         generation.deltas = self._run(list(messages), params, generation)
         return generation
 
-    def _try_acquire(self) -> bool:
-        with self._active_lock:
-            if self._active >= settings.INFERENCE_MAX_CONCURRENT:
-                return False
-            self._active += 1
-            return True
+    # --- Driving the engine -----------------------------------------------------------------------
 
-    def _release(self) -> None:
-        with self._active_lock:
-            self._active -= 1
+    def _wake(self) -> None:
+        """Make sure engine steps are being run on the model thread."""
+        with self._pump_lock:
+            if self._pumping:
+                return
+            self._pumping = True
+        model_thread().submit(self._pump)
 
-    async def _acquire_slot(self) -> None:
-        # Polling keeps this usable from any event loop (server, tests, Celery's asyncio.run);
-        # the batching engine of the inference-layer issue replaces it with a real queue.
-        deadline = time.monotonic() + settings.INFERENCE_QUEUE_TIMEOUT
-        while not self._try_acquire():
-            if time.monotonic() >= deadline:
-                raise ModelBusy()
-            await asyncio.sleep(0.05)
+    def _pump(self) -> None:
+        """One engine step, then queue the next behind whatever other model work arrived."""
+        try:
+            more = self.engine.step()
+        except Exception as exc:
+            log.exception("event=engine_step_failed")
+            self.engine.fail_all(InferenceError(f"The model failed ({exc.__class__.__name__})."))
+            more = False
+        with self._pump_lock:
+            if not (more or self.engine.has_work()):
+                self._pumping = False
+                return
+        model_thread().submit(self._pump)
 
     async def _run(
         self, messages: list[ChatMessage], params: GenerationParams, generation: Generation
     ) -> AsyncIterator[str]:
+        from inference.engine import IncrementalDecoder
+
         started = time.perf_counter()
-        prompt_ids = self.engine.encode_chat(messages)
-        self.engine.check_prompt(prompt_ids)  # refuse at once rather than after queueing
-        await self._acquire_slot()
-        max_tokens = min(params.max_tokens, settings.INFERENCE_MAX_NEW_TOKENS)
-        steps = self.engine.generate(prompt_ids, replace(params, max_tokens=max_tokens))
-        worker = model_thread()
+        engine = self.engine
+        prompt_ids = engine.encode_chat(messages)
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue = asyncio.Queue()
+
+        def listener(kind: str, payload) -> None:  # called on the model thread
+            loop.call_soon_threadsafe(events.put_nowait, (kind, payload))
+
+        request = engine.submit(prompt_ids, params, listener)  # InputTooLong / ModelBusy at once
+        self._wake()
+        decoder = IncrementalDecoder(engine.tokenizer)
         stop_filter = StopStringFilter(params.stop)
-        tokens, first, finish = 0, None, "cancelled"
+        first, finish = None, "cancelled"
         try:
             while True:
-                event = await asyncio.wrap_future(worker.submit(next, steps, None))
-                if event is None:
-                    finish = "stop" if tokens < max_tokens else "length"
+                kind, payload = await events.get()
+                if kind == "error":
+                    raise payload
+                if kind == "end":
+                    finish = payload
                     break
-                tokens += 1
                 if first is None:
                     first = time.perf_counter() - started
-                text, stopped = stop_filter.feed(event.text)
+                text, stopped = stop_filter.feed(decoder.push(payload))
                 if text:
                     yield text
                 if stopped:
                     finish = "stop"
-                    break
-                if time.perf_counter() - started > settings.INFERENCE_REQUEST_TIMEOUT:
-                    finish = "length"
                     break
             if finish != "stop" or not stop_filter.stops:
                 tail = stop_filter.flush()
                 if tail:
                     yield tail
         finally:
-            # Closing on the model thread frees the KV cache there, after any step in flight.
-            worker.submit(steps.close)
-            self._release()
+            engine.cancel(request)  # no-op once it has ended; frees the row at the next step
             generation.usage = Usage(
                 prompt_tokens=len(prompt_ids),
-                completion_tokens=tokens,
+                completion_tokens=request.produced,
                 model_version=self.model_version,
                 finish_reason=finish,
                 seconds_to_first_token=first,
