@@ -1,7 +1,7 @@
 """`python manage.py inference_server`: the models behind an OpenAI-compatible HTTP API.
 
 Loads every configured model before it listens, so the first request is not the slow one, then
-serves inference/server.py with uvicorn until Ctrl-C or SIGTERM (in-flight requests get up to
+serves inference/server/ with uvicorn until Ctrl-C or SIGTERM (in-flight requests get up to
 10 seconds to finish).
 """
 
