@@ -1,31 +1,33 @@
 """The chat model engine: one causal LM, many requests decoded together (continuous batching).
 
 It knows nothing of HTTP, websockets or event loops (inference/backends/local.py and
-inference/server.py do that). The shape is vLLM's, shrunk to what a reader can hold in their head:
+inference/server/ do that). The shape is vLLM's, shrunk to what a reader can hold in their head:
 
 - A KV cache of `slots` rows, each `capacity` tokens long, allocated once per layer as
-  (slots, kv_heads, capacity + 1, head_dim). A request owns one row from admission until it ends;
+  (rows, kv_heads, capacity + 1, head_dim). A request owns one row from admission until it ends;
   its tokens sit at columns [0, length). Column `capacity` is scratch space that rows without a
   token to decode write to, so a step never disturbs a row that is being prefilled.
 - `step()` is one scheduling iteration, run on the model thread: drop cancelled requests, admit
-  waiting ones into free rows, prefill (a whole prompt when nothing else is decoding, otherwise one
-  chunk of `prefill_chunk` tokens, so running streams stall ~0.3 s at most), then ONE forward pass
-  that decodes the next token of every running request. Requests join and leave at these token
-  boundaries; a cancelled request's row is free at the next step.
+  waiting ones into free rows (lowest first), prefill one chunk of `prefill_chunk` prompt tokens
+  (so running streams stall for one chunk at most), then ONE forward pass that decodes the next
+  token of every running request. Requests join and leave at these token boundaries; a cancelled
+  request's row is free at the next step.
 - The forward pass is written out here for the Llama family (Llama, Mistral, Qwen2: SmolLM2 is a
   Llama) over the Hugging Face modules' weights, so LoRA-wrapped projections still apply. Doing it
   ourselves rather than through `model(...)` gives per-row positions and write columns in one
   batched step, and drops the per-call mask building and cache bookkeeping of the generic path.
-- Every decode step runs all `slots` rows, active or not: the matrix shapes never change, so a
-  request's numbers do not depend on who else is in the batch and greedy output is the same alone
-  or batched (BLAS picks its kernel by shape; a row's result does not depend on other rows' values).
-  On this CPU a (8, 576) matmul costs about what a (1, 576) one does: the weights' memory traffic
-  dominates, which is also why batching pays.
+- A decode step runs the rows up to the highest one in use, rounded up to ROW_QUANTUM (4): with
+  that many rows BLAS computes each row with the same kernel whatever the batch, so greedy output
+  is the same alone or batched (tests/test_batching.py checks it). On this CPU an (8, 576) matmul
+  costs little more than a (4, 576) one: the weights' memory traffic dominates, which is also why
+  batching pays.
 
-Why not transformers' own continuous batching (`generate_batch` / ContinuousBatchingManager):
-measured on the 2-core dev machine with transformers 5.x it ran the paged-attention path only
-with its CUDA-oriented defaults, offered one global generation config (no per-request sampling,
-seed or repetition penalty) and no per-token cancellation hook; see benchmarks/RESULTS.md.
+Why not transformers' own continuous batching (`ContinuousBatchingManager`, transformers 5.x: it
+has add_request, cancel_request and per-request logits-processor arguments): it runs the model in
+its own generation thread, while every torch and FAISS call of a Parley process must stay on the
+one model thread (inference/runtime.py: a second thread using torch halved decode speed here), and
+it makes no promise that a request's greedy output is independent of the batch around it. We did
+not benchmark it against this engine.
 """
 
 from __future__ import annotations
@@ -116,8 +118,20 @@ class Request:
     counted: bool = True  # counts against slots + queue depth (Engine.load)
 
 
+# Decode steps run a multiple of this many rows. Measured with MKL on the dev machines: a row's
+# result from F.linear is bit-identical whatever the batch and its position in it when the batch
+# has a multiple of 4 rows, and differs otherwise (remainder rows take another kernel); greedy
+# output then does not depend on who else is in the batch.
+ROW_QUANTUM = 4
+
+
 class LlamaForward:
-    """The batched forward pass over a Llama-family model's modules and a slot KV cache."""
+    """The batched forward pass over a Llama-family model's weights and a slot KV cache.
+
+    q/k/v and gate/up projections are fused into one matrix each (as vLLM does): three and two
+    matmuls become one, with fewer Python calls per layer. The modules' own weights become views
+    into the fused matrices, so `model.generate` still works on the same memory.
+    """
 
     def __init__(self, model, *, slots: int, capacity: int) -> None:
         config = model.config
@@ -136,14 +150,37 @@ class LlamaForward:
         self.n_heads = config.num_attention_heads
         self.n_kv = config.num_key_value_heads
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.n_heads
+        self.hidden_act = F.silu if config.hidden_act == "silu" else None
+        self.fused = [self._fuse(layer) for layer in self.layers]
         self.slots, self.capacity = slots, capacity
+        self.rows_allocated = -(-slots // ROW_QUANTUM) * ROW_QUANTUM
         param = next(model.parameters())
         self.device, self.dtype = param.device, param.dtype
-        shape = (slots, self.n_kv, capacity + 1, self.head_dim)
+        shape = (self.rows_allocated, self.n_kv, capacity + 1, self.head_dim)
         self.keys = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.layers]
         self.values = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.layers]
-        self.rows = torch.arange(slots, device=self.device)  # (S,)
+        self.rows = torch.arange(self.rows_allocated, device=self.device)  # (R,)
         self.columns = torch.arange(capacity + 1, device=self.device)  # (C+1,)
+
+    def _fuse(self, layer) -> tuple:
+        """(qkv weight, qkv bias or None, q/k/v sizes, gate_up weight, intermediate size)."""
+        attn, mlp = layer.self_attn, layer.mlp
+        projections = (attn.q_proj, attn.k_proj, attn.v_proj)
+        sizes = [p.weight.shape[0] for p in projections]
+        qkv = torch.cat([p.weight.data for p in projections])  # (Hq*D + 2*Hkv*D, C)
+        bias = None
+        if attn.q_proj.bias is not None:
+            bias = torch.cat([p.bias.data for p in projections])
+        offset = 0
+        for p, size in zip(projections, sizes, strict=True):
+            p.weight.data = qkv[offset : offset + size]
+            if bias is not None:
+                p.bias.data = bias[offset : offset + size]
+            offset += size
+        inter = mlp.gate_proj.weight.shape[0]
+        gate_up = torch.cat([mlp.gate_proj.weight.data, mlp.up_proj.weight.data])  # (2*I, C)
+        mlp.gate_proj.weight.data, mlp.up_proj.weight.data = gate_up[:inter], gate_up[inter:]
+        return qkv, bias, sizes, gate_up, inter
 
     @staticmethod
     def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -156,17 +193,21 @@ class LlamaForward:
         """One decoder layer. x: (B, T, C). write(i, k, v) stores the new keys/values and
         attend(i, q) returns the attention output (B, H, T, D)."""
         layer = self.layers[i]
-        attn = layer.self_attn
+        qkv_weight, qkv_bias, sizes, gate_up, inter = self.fused[i]
         B, T, _ = x.shape
         h = layer.input_layernorm(x)
-        q = attn.q_proj(h).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
-        k = attn.k_proj(h).view(B, T, self.n_kv, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
-        v = attn.v_proj(h).view(B, T, self.n_kv, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
+        q, k, v = F.linear(h, qkv_weight, qkv_bias).split(sizes, dim=-1)
+        q = q.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+        k = k.view(B, T, self.n_kv, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
+        v = v.view(B, T, self.n_kv, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
         q, k = self._rotate(q, cos, sin), self._rotate(k, cos, sin)
         write(i, k, v)
         out = attend(i, q).transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)  # (B, T, H*D)
-        x = x + attn.o_proj(out)
-        return x + layer.mlp(layer.post_attention_layernorm(x))
+        x = x + layer.self_attn.o_proj(out)
+        h = layer.post_attention_layernorm(x)
+        gate, up = F.linear(h, gate_up).split(inter, dim=-1)  # (B, T, I) each
+        activated = self.hidden_act(gate) if self.hidden_act else layer.mlp.act_fn(gate)
+        return x + layer.mlp.down_proj(activated * up)
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.lm_head(self.norm(x)).float()  # (B, V)
@@ -199,22 +240,25 @@ class LlamaForward:
         return self._logits(x[:, -1])
 
     def decode(self, ids: torch.Tensor, positions: torch.Tensor, width: int) -> torch.Tensor:
-        """One token for every row. ids, positions: (S,) — a row with nothing to decode has
-        position `capacity` (the scratch column). Attends to columns [0, width). Logits (S, V)."""
-        x = self.embed(ids[:, None])  # (S, 1, C)
-        rope_positions = positions.clamp(max=self.capacity - 1)[:, None]  # (S, 1)
+        """One token for each of the first R rows (R a multiple of ROW_QUANTUM). ids, positions:
+        (R,); a row with nothing to decode has position `capacity` (the scratch column). Attends
+        to columns [0, width). Logits (R, V)."""
+        R = ids.shape[0]
+        x = self.embed(ids[:, None])  # (R, 1, C)
+        rope_positions = positions.clamp(max=self.capacity - 1)[:, None]  # (R, 1)
         cos, sin = self.rotary(x, rope_positions)
-        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # (S, 1, 1, D)
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # (R, 1, 1, D)
         # Row r sees its columns [0, position_r]; idle rows see column 0 only (never all-masked).
         visible = torch.where(positions >= self.capacity, torch.zeros_like(positions), positions)
-        mask = (self.columns[:width][None, :] <= visible[:, None])[:, None, None, :]  # (S, 1, 1, W)
+        mask = (self.columns[:width][None, :] <= visible[:, None])[:, None, None, :]  # (R, 1, 1, W)
+        rows = self.rows[:R]
 
         def write(i, k, v):
-            self.keys[i][self.rows, :, positions] = k[:, :, 0]  # (S, Hkv, D) at each row's column
-            self.values[i][self.rows, :, positions] = v[:, :, 0]
+            self.keys[i][rows, :, positions] = k[:, :, 0]  # (R, Hkv, D) at each row's column
+            self.values[i][rows, :, positions] = v[:, :, 0]
 
         def attend(i, q):
-            keys, values = self.keys[i][:, :, :width], self.values[i][:, :, :width]  # (S, Hkv, W, D)
+            keys, values = self.keys[i][:R, :, :width], self.values[i][:R, :, :width]  # (R, Hkv, W, D)
             return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, enable_gqa=True)
 
         for i in range(len(self.layers)):
@@ -267,8 +311,9 @@ class Engine:
         vocab = self.model.config.vocab_size
         # Tokens each row has produced, for the repetition penalty (prompt tokens are not
         # penalised: a grounded answer should copy facts from its sources).
-        self.seen = torch.zeros(slots, vocab, dtype=torch.bool, device=self.device)  # (S, V)
-        self.penalty = torch.ones(slots, 1, device=self.device)  # (S, 1)
+        rows = self.forward.rows_allocated
+        self.seen = torch.zeros(rows, vocab, dtype=torch.bool, device=self.device)  # (R, V)
+        self.penalty = torch.ones(rows, 1, device=self.device)  # (R, 1)
         self._lock = threading.Lock()
         self.waiting: deque[Request] = deque()
         self.prefilling: deque[Request] = deque()
@@ -397,9 +442,9 @@ class Engine:
 
     def _prefill_some(self, request: Request) -> None:
         remaining = len(request.prompt_ids) - request.prefilled
-        # Alone: the whole prompt in one pass (fastest time to first token). With others decoding:
-        # one chunk, so their next tokens wait at most one chunk's time.
-        take = remaining if not self.running else min(remaining, self.prefill_chunk)
+        # One chunk per step, so running requests wait at most one chunk's time for their next
+        # token. Alone or not, a prompt is cut at the same places: the same numbers either way.
+        take = min(remaining, self.prefill_chunk)
         start = request.prefilled
         logits = self.forward.prefill(request.slot, request.prompt_ids[start : start + take], start)
         request.prefilled += take
@@ -417,14 +462,16 @@ class Engine:
         self._emit(request, token)
 
     def _decode(self) -> None:
-        S, capacity = self.slots, self.capacity
-        ids = torch.zeros(S, dtype=torch.long)
-        positions = torch.full((S,), capacity, dtype=torch.long)
+        # Rows [0, R): every running request's row, rounded up to the row quantum.
+        highest = max(r.slot for r in self.running) + 1
+        R = min(self.forward.rows_allocated, -(-highest // ROW_QUANTUM) * ROW_QUANTUM)
+        ids = torch.zeros(R, dtype=torch.long)
+        positions = torch.full((R,), self.capacity, dtype=torch.long)
         for request in self.running:
             ids[request.slot] = request.next_id
             positions[request.slot] = request.length
         width = max(r.length for r in self.running) + 1
-        logits = self.forward.decode(ids.to(self.device), positions.to(self.device), width)  # (S, V)
+        logits = self.forward.decode(ids.to(self.device), positions.to(self.device), width)  # (R, V)
         for request in self.running:
             request.length += 1
         rows = [r.slot for r in self.running]

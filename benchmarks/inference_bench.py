@@ -1,0 +1,225 @@
+"""Inference engine throughput: Parley's continuous-batching engine versus `model.generate`.
+
+    python benchmarks/inference_bench.py [--streams 1 4 8 16] [--prompt-tokens 800]
+        [--new-tokens 128] [--baseline-requests 8] [--model smollm2|llama3-8b-random]
+
+In one process, same model and prompts: ≈800-token grounded prompts (the answer template's
+instructions plus passages of the public evaluation corpus, ../shared/data/negconstraint-dev, and
+one of its queries), 128 new tokens each (end of sequence ignored, so every request generates the
+same number of tokens).
+- baseline: sequential `model.generate` per request (greedy, the transformers default path);
+- Parley: N requests submitted at once to the engine through the TextGenerator interface, for
+  each N in --streams (the engine has max(--streams) rows).
+Printed per row: aggregate generated tokens/s (all tokens / wall time from the first submit to
+the last token), time to first token p50/p95, ratio of tokens/s to the baseline, peak RSS (and
+peak CUDA memory on a GPU). `--model llama3-8b-random` builds a Llama-3-8B-shaped model with
+random weights (bf16, CUDA only): its tokens are meaningless, its speed is not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+
+from _common import REPO, PeakRSS, setup_django, table
+
+DATA = REPO.parent / "shared" / "data" / "negconstraint-dev"
+
+
+def build_prompts(tokenizer, count: int, prompt_tokens: int) -> list[list[dict[str, str]]]:
+    """`count` distinct grounded chat prompts of about `prompt_tokens` tokens each."""
+    from assistant.prompts import _SYSTEM
+
+    passages = [json.loads(line)["text"] for line in (DATA / "corpus.jsonl").open()]
+    queries = [json.loads(line)["text"] for line in (DATA / "queries.jsonl").open()]
+    prompts, cursor = [], 0
+    for i in range(count):
+        sources: list[str] = []
+        while True:
+            candidate = sources + [f"[{len(sources) + 1}] {passages[cursor % len(passages)]}"]
+            messages = [
+                {"role": "system", "content": _SYSTEM + "\n\nSources:\n\n" + "\n\n".join(candidate)},
+                {"role": "user", "content": queries[i % len(queries)]},
+            ]
+            size = len(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
+            if size > prompt_tokens and sources:
+                break
+            sources, cursor = candidate, cursor + 1
+        prompts.append(
+            [
+                {"role": "system", "content": _SYSTEM + "\n\nSources:\n\n" + "\n\n".join(sources)},
+                {"role": "user", "content": queries[i % len(queries)]},
+            ]
+        )
+    return prompts
+
+
+def baseline(engine, prompts, new_tokens: int) -> dict:
+    """Sequential `model.generate`, one request after another, on the model thread."""
+    import torch
+
+    from inference.runtime import model_thread
+
+    model = engine.model
+
+    def one(messages) -> tuple[float, float, int]:
+        ids = torch.tensor([engine.encode_chat(messages)], device=engine.device)
+        started = time.perf_counter()
+        with torch.inference_mode():
+            # TTFT of generate: a 1-token generate of the same prompt (generate has no stream hook
+            # that would not itself slow it down).
+            model.generate(ids, max_new_tokens=1, do_sample=False)
+            first = time.perf_counter() - started
+            begun = time.perf_counter()
+            out = model.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
+        return first, time.perf_counter() - begun, out.shape[1] - ids.shape[1]
+
+    model_thread().call(one, prompts[0])  # warm-up
+    firsts, seconds, tokens = [], 0.0, 0
+    with PeakRSS() as rss:
+        for messages in prompts:
+            first, total, n = model_thread().call(one, messages)
+            firsts.append(first)
+            seconds += total
+            tokens += n
+    return {"tokens_s": tokens / seconds, "ttft": firsts, "peak": rss.peak_mib, "tokens": tokens}
+
+
+def parley(generator, prompts, new_tokens: int) -> dict:
+    from inference.base import GenerationParams
+
+    params = GenerationParams(max_tokens=new_tokens, ignore_eos=True)
+
+    async def one(messages, started: float) -> tuple[float, int]:
+        first = None
+        generation = generator.stream(messages, params)
+        async for _ in generation:
+            if first is None:
+                first = time.perf_counter() - started
+        return first, generation.usage.completion_tokens
+
+    async def run() -> tuple[list[tuple[float, int]], float]:
+        started = time.perf_counter()
+        results = await asyncio.gather(*(one(m, started) for m in prompts))
+        return results, time.perf_counter() - started
+
+    with PeakRSS() as rss:
+        results, wall = asyncio.run(run())
+    tokens = sum(n for _, n in results)
+    return {"tokens_s": tokens / wall, "ttft": [f for f, _ in results], "peak": rss.peak_mib, "tokens": tokens}
+
+
+def percentile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
+
+
+def llama3_8b_random(path) -> None:
+    """Write a Llama-3-8B-shaped model with random bf16 weights (and SmolLM2's tokenizer)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        vocab_size=128256,
+        max_position_embeddings=8192,
+        rope_theta=500000.0,
+        tie_word_embeddings=False,
+    )
+    with torch.device("cuda"):
+        model = LlamaForCausalLM(config).to(torch.bfloat16)
+    model.save_pretrained(path)
+    from django.conf import settings
+
+    AutoTokenizer.from_pretrained(settings.CHAT_MODEL).save_pretrained(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--streams", type=int, nargs="+", default=[1, 4, 8, 16])
+    parser.add_argument("--prompt-tokens", type=int, default=800)
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--baseline-requests", type=int, default=8)
+    parser.add_argument("--model", choices=["smollm2", "llama3-8b-random"], default="smollm2")
+    args = parser.parse_args()
+
+    import os
+
+    os.environ["INFERENCE_MAX_CONCURRENT"] = str(max(args.streams))
+    os.environ.setdefault("INFERENCE_QUEUE_DEPTH", "0")
+    setup_django()
+    import torch
+    from django.conf import settings
+
+    from inference.backends.local import LocalTextGenerator
+
+    model_dir = settings.CHAT_MODEL
+    if args.model == "llama3-8b-random":
+        if not torch.cuda.is_available():
+            raise SystemExit("llama3-8b-random needs a CUDA device")
+        model_dir = str(settings.MODELS_DIR / "llama3-8b-random")
+        if not (settings.MODELS_DIR / "llama3-8b-random" / "config.json").exists():
+            llama3_8b_random(model_dir)
+    generator = LocalTextGenerator(model_dir)
+    engine = generator.engine
+    prompts = build_prompts(engine.tokenizer, max(max(args.streams), args.baseline_requests), args.prompt_tokens)
+    sizes = [len(engine.encode_chat(p)) for p in prompts]
+    print(
+        f"model {args.model} on {engine.device} ({torch.cuda.get_device_name() if engine.device.type == 'cuda' else 'CPU'}),"
+        f" dtype {engine.dtype}, torch threads {torch.get_num_threads()}, engine rows {engine.slots};"
+        f" prompts {min(sizes)}-{max(sizes)} tokens (mean {statistics.mean(sizes):.0f}),"
+        f" {args.new_tokens} new tokens each",
+        flush=True,
+    )
+
+    if engine.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    base = baseline(engine, prompts[: args.baseline_requests], args.new_tokens)
+    print(f"baseline done: {base['tokens_s']:.1f} tok/s", flush=True)
+    asyncio.run(_warm(generator))
+    rows = [
+        [
+            f"model.generate, sequential ({args.baseline_requests} requests)",
+            base["tokens_s"],
+            percentile(base["ttft"], 0.5),
+            percentile(base["ttft"], 0.95),
+            1.0,
+            base["peak"],
+        ]
+    ]
+    for streams in args.streams:
+        result = parley(generator, prompts[:streams], args.new_tokens)
+        assert result["tokens"] == streams * args.new_tokens, result["tokens"]
+        rows.append(
+            [
+                f"Parley engine, {streams} concurrent stream{'s' if streams > 1 else ''}",
+                result["tokens_s"],
+                percentile(result["ttft"], 0.5),
+                percentile(result["ttft"], 0.95),
+                result["tokens_s"] / base["tokens_s"],
+                result["peak"],
+            ]
+        )
+        print(f"{streams} streams done: {result['tokens_s']:.1f} tok/s", flush=True)
+    headers = ["run", "tokens/s", "TTFT p50 s", "TTFT p95 s", "vs baseline", "peak RSS MiB"]
+    print()
+    print(table(headers, rows))
+    if engine.device.type == "cuda":
+        print(f"peak CUDA memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+
+
+async def _warm(generator) -> None:
+    from inference.base import GenerationParams
+
+    await generator.complete([{"role": "user", "content": "Hello"}], GenerationParams(max_tokens=4))
+
+
+if __name__ == "__main__":
+    main()
