@@ -29,7 +29,7 @@ from _common import REPO, PeakRSS, setup_django, table
 DATA = REPO.parent / "shared" / "data" / "negconstraint-dev"
 
 
-def build_prompts(tokenizer, count: int, prompt_tokens: int) -> list[list[dict[str, str]]]:
+def build_prompts(engine, count: int, prompt_tokens: int) -> list[list[dict[str, str]]]:
     """`count` distinct grounded chat prompts of about `prompt_tokens` tokens each."""
     from assistant.prompts import _SYSTEM
 
@@ -44,7 +44,7 @@ def build_prompts(tokenizer, count: int, prompt_tokens: int) -> list[list[dict[s
                 {"role": "system", "content": _SYSTEM + "\n\nSources:\n\n" + "\n\n".join(candidate)},
                 {"role": "user", "content": queries[i % len(queries)]},
             ]
-            size = len(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
+            size = len(engine.encode_chat(messages))
             if size > prompt_tokens and sources:
                 break
             sources, cursor = candidate, cursor + 1
@@ -109,7 +109,8 @@ def parley(generator, prompts, new_tokens: int) -> dict:
     with PeakRSS() as rss:
         results, wall = asyncio.run(run())
     tokens = sum(n for _, n in results)
-    return {"tokens_s": tokens / wall, "ttft": [f for f, _ in results], "peak": rss.peak_mib, "tokens": tokens}
+    firsts = [f for f, _ in results]
+    return {"tokens_s": tokens / wall, "ttft": firsts, "peak": rss.peak_mib, "tokens": tokens}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -142,7 +143,9 @@ def llama3_8b_random(path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--streams", type=int, nargs="+", default=[1, 4, 8, 16])
     parser.add_argument("--prompt-tokens", type=int, default=800)
     parser.add_argument("--new-tokens", type=int, default=128)
@@ -169,10 +172,11 @@ def main() -> None:
             llama3_8b_random(model_dir)
     generator = LocalTextGenerator(model_dir)
     engine = generator.engine
-    prompts = build_prompts(engine.tokenizer, max(max(args.streams), args.baseline_requests), args.prompt_tokens)
+    prompts = build_prompts(engine, max(max(args.streams), args.baseline_requests), args.prompt_tokens)
     sizes = [len(engine.encode_chat(p)) for p in prompts]
+    device_name = torch.cuda.get_device_name() if engine.device.type == "cuda" else "CPU"
     print(
-        f"model {args.model} on {engine.device} ({torch.cuda.get_device_name() if engine.device.type == 'cuda' else 'CPU'}),"
+        f"model {args.model} on {engine.device} ({device_name}),"
         f" dtype {engine.dtype}, torch threads {torch.get_num_threads()}, engine rows {engine.slots};"
         f" prompts {min(sizes)}-{max(sizes)} tokens (mean {statistics.mean(sizes):.0f}),"
         f" {args.new_tokens} new tokens each",

@@ -1,7 +1,8 @@
 """Knowledge-base speed: ingestion throughput, vector-index latency and recall, memory.
 
     python benchmarks/retrieval_bench.py [--sizes 10000 100000 1000000] [--passages 3946]
-                                         [--skip-ingest] [--nprobe 8 16 32 64] [--noise 0.03]
+                                         [--skip-ingest | --ingest-only] [--nprobe 8 16 32 64]
+                                         [--noise 0.03]
 
 (a) Ingestion: every passage of the public evaluation corpus (../shared/data/negconstraint-dev,
     3,946 passages) written as one text file and ingested with `do_ingest_path` (parse, chunk,
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -58,6 +60,7 @@ def ingestion(args) -> np.ndarray:
 
     docs = passages(args.passages)
     texts = [f"{title} {text}".strip() for title, text in docs]
+    load_before = os.getloadavg()
     bare = model_thread().call(
         lambda: SentenceTransformer(
             str(embedding_model_path(settings.EMBEDDING_MODEL)), device="cpu", local_files_only=True
@@ -93,6 +96,12 @@ def ingestion(args) -> np.ndarray:
     ours = embedder.embed(texts[:sample])
     cosine = np.sum(ours * reference[:sample], axis=1)  # (sample,)
     print(f"\n(a) Ingestion of {len(docs)} passages ({chunks} chunks), embedder {embedder.model_version}")
+    print(
+        "load average (1, 5, 15 min) before part (a) {:.2f} {:.2f} {:.2f}, after {:.2f} {:.2f} {:.2f}; "
+        "other processes sharing the CPU slow every row, so compare ratios".format(
+            *load_before, *os.getloadavg()
+        )
+    )
     print(
         table(
             ["path", "seconds", "passages/s", "vs bare encode"],
@@ -270,7 +279,9 @@ def main() -> None:
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--passages", type=int, default=3946)
-    parser.add_argument("--skip-ingest", action="store_true", help="embed the passages without ingesting")
+    parts = parser.add_mutually_exclusive_group()
+    parts.add_argument("--skip-ingest", action="store_true", help="embed the passages without ingesting")
+    parts.add_argument("--ingest-only", action="store_true", help="run part (a) only")
     parser.add_argument("--nprobe", type=int, nargs="*", default=[8, 16, 64], help="extra nprobe values")
     parser.add_argument("--noise", type=float, default=0.03, help="Gaussian sigma per dimension")
     parser.add_argument("--hnsw-max", type=int, default=100_000, help="compare with HNSW up to this size")
@@ -287,7 +298,8 @@ def main() -> None:
     )
     started = time.perf_counter()
     base = corpus_vectors(args) if args.skip_ingest else ingestion(args)
-    index_speed(args, base)
+    if not args.ingest_only:
+        index_speed(args, base)
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
 
 

@@ -1,10 +1,13 @@
 """Every write to the knowledge base: creating, processing and deleting documents.
 
-A document is created first (pending) from a path, an upload or a URL, then processed: its
-original is read, parsed by a loader, chunked along its structure, embedded in batches (progress
-is saved as it goes), and its chunks and vectors replace the old ones in one step. Processing runs
-in a Celery task for uploads and URLs, inline for `manage.py ingest`. Any failure is recorded on
-the document (status, error code, message) and never affects other documents.
+A document is created first (pending) from a path, an upload or a URL, then processed in three
+stages: prepare (its original is read, hashed, parsed by a loader and chunked along its
+structure), embed, and store (its chunks and vectors replace the old ones in one transaction and
+one index write). Processing runs in a Celery task for uploads and URLs, one document at a time
+with its progress saved as it goes; `manage.py ingest` and `do_ingest_path` run it inline on
+groups of documents (one embedder call and one index write per group, see do_ingest_files). Any
+failure is recorded on the document (status, error code, message) and never affects other
+documents, except a failure to embed or store a group, which fails that group's documents.
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ import numpy as np
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
+from django.db.models import Count
 from django.utils.text import get_valid_filename
 
+from inference.base import Embedder
 from inference.services import get_embedder
-from retrieval.chunking import chunk_document
+from retrieval.chunking import ChunkDraft, chunk_document
 from retrieval.errors import IngestError
 from retrieval.fetch import fetch, filename_for, is_sitemap, sitemap_urls
 from retrieval.index import get_index
@@ -31,7 +36,14 @@ from retrieval.models import COLLECTION_NAME, Chunk, Document
 
 log = logging.getLogger(__name__)
 
+# Chunks per embedder call while a single document shows its progress.
 EMBED_BATCH = 64
+# Folder ingestion works in groups of at most this many documents and about this many chunks
+# (see do_ingest_files for what each costs). The embedder sorts one call's texts by length, so a
+# larger group pads less: over the 3,946 evaluation passages, groups of 64 padded 7.9% more
+# tokens than one sorted call, 256 2.9%, 512 1.8%.
+GROUP_DOCUMENTS = 256
+GROUP_CHUNKS = 512
 
 
 @dataclass(frozen=True)
@@ -69,12 +81,24 @@ def iter_files(path: Path) -> list[Path]:
 def do_create_document_from_path(path: Path, *, collection: str = "default", public: bool = True) -> Document:
     _check_collection(collection)
     path = Path(path).resolve()
+    new = _path_document(path, collection, public)
     document, _ = Document.objects.get_or_create(
         collection=collection,
-        source=str(path),
-        defaults={"title": path.name, "public": public, "kind": path.suffix.lower().lstrip(".")},
+        source=new.source,
+        defaults={"title": new.title, "public": new.public, "kind": new.kind},
     )
     return document
+
+
+def _path_document(path: Path, collection: str, public: bool) -> Document:
+    """An unsaved document for a resolved file path."""
+    return Document(
+        collection=collection,
+        source=str(path),
+        title=path.name,
+        public=public,
+        kind=path.suffix.lower().lstrip("."),
+    )
 
 
 def do_create_document_from_upload(
@@ -134,19 +158,91 @@ def _enqueue(document: Document) -> None:
 
 
 # --- Processing -----------------------------------------------------------------------------------
+#
+# Three stages, shared by single documents and folders: prepare (read, hash, parse, chunk: one
+# document at a time, a failure marks only that document), embed (one embedder call for a whole
+# group), store (one transaction and one index write for a whole group).
+
+
+@dataclass
+class _Prepared:
+    """A changed document, parsed and chunked, waiting to be embedded and stored."""
+
+    document: Document
+    digest: str
+    size_bytes: int
+    title: str
+    kind: str
+    language: str
+    drafts: list[ChunkDraft]
 
 
 def do_ingest_path(path: Path, *, collection: str = "default", public: bool = True) -> list[IngestResult]:
     """Ingest a file or folder inline; raises the first failure after trying every file."""
-    results, failures = [], []
-    for file in iter_files(Path(path)):
-        try:
-            results.append(do_ingest_file(file, collection=collection, public=public))
-        except IngestError as exc:
-            failures.append(exc)
+    outcomes = do_ingest_files(iter_files(Path(path)), collection=collection, public=public).values()
+    failures = [o for o in outcomes if isinstance(o, IngestError)]
     if failures:
         raise failures[0]
-    return results
+    return [o for o in outcomes if isinstance(o, IngestResult)]
+
+
+def do_ingest_files(
+    files: list[Path], *, collection: str = "default", public: bool = True
+) -> dict[Path, IngestResult | IngestError]:
+    """Ingest files inline, in groups; returns each file's outcome by its resolved path, in order
+    (a failure is recorded on its document and returned, never raised).
+
+    Files are taken GROUP_DOCUMENTS at a time; changed ones are embedded with one embedder call
+    and stored with one transaction and one index write per group of at most GROUP_DOCUMENTS
+    documents and about GROUP_CHUNKS chunks, so a crash leaves each group wholly stored and
+    indexed or not at all. Larger groups pad fewer embedder batches and rewrite the index file
+    less often (each write rewrites the whole file), but hold more chunks in memory and lose
+    more work to a crash. A document of GROUP_CHUNKS chunks or more is a group of its own and
+    shows its progress as it is embedded.
+    """
+    _check_collection(collection)
+    paths = list(dict.fromkeys(Path(f).resolve() for f in files))  # a symlink is one document
+    embedder = get_embedder()
+    outcomes: dict[Path, IngestResult | IngestError] = {}
+    for start in range(0, len(paths), GROUP_DOCUMENTS):
+        batch = paths[start : start + GROUP_DOCUMENTS]
+        outcomes.update(zip(batch, _ingest_batch(batch, collection, public, embedder), strict=True))
+    return outcomes
+
+
+def _ingest_batch(
+    paths: list[Path], collection: str, public: bool, embedder: Embedder
+) -> list[IngestResult | IngestError]:
+    """Up to GROUP_DOCUMENTS resolved paths: prepare each, then embed and store the changed ones
+    in groups of about GROUP_CHUNKS chunks."""
+    documents = _documents_for_paths(paths, collection=collection, public=public)
+    with_chunks = set(
+        Chunk.objects.filter(document__in=documents).values_list("document_id", flat=True).distinct()
+    )
+    outcomes: dict[int, IngestResult | IngestError] = {}  # by document id
+    unchanged: list[Document] = []
+    group: list[_Prepared] = []
+    group_chunks = 0
+    for document in documents:
+        try:
+            prepared = _prepare(
+                document, *_read_original(document), embedder, has_chunks=document.pk in with_chunks
+            )
+        except Exception as exc:
+            outcomes[document.pk] = _record_failure([document], exc)[0]
+            continue
+        if prepared is None:
+            unchanged.append(document)
+            continue
+        if group and group_chunks + len(prepared.drafts) > GROUP_CHUNKS:
+            outcomes.update(_embed_and_store(collection, group, embedder))
+            group, group_chunks = [], 0
+        group.append(prepared)
+        group_chunks += len(prepared.drafts)
+    if group:
+        outcomes.update(_embed_and_store(collection, group, embedder))
+    outcomes.update((r.document.pk, r) for r in _unchanged(unchanged))
+    return [outcomes[document.pk] for document in documents]
 
 
 def do_ingest_file(path: Path, *, collection: str = "default", public: bool = True) -> IngestResult:
@@ -157,23 +253,76 @@ def do_ingest_file(path: Path, *, collection: str = "default", public: bool = Tr
     return process_document(document)
 
 
+def _documents_for_paths(paths: list[Path], *, collection: str, public: bool) -> list[Document]:
+    """The documents of these resolved paths, created where missing, with `public` set: a few
+    queries for the whole batch rather than a get_or_create per file."""
+    sources = [str(path) for path in paths]
+    existing = {d.source: d for d in Document.objects.filter(collection=collection, source__in=sources)}
+    missing = [_path_document(path, collection, public) for path in paths if str(path) not in existing]
+    if missing:
+        # ignore_conflicts: another process may create the same source meanwhile; read back below.
+        Document.objects.bulk_create(missing, ignore_conflicts=True)
+        existing = {d.source: d for d in Document.objects.filter(collection=collection, source__in=sources)}
+    flipped = [d for d in existing.values() if d.public != public]
+    if flipped:
+        Document.objects.filter(pk__in=[d.pk for d in flipped]).update(public=public)
+        for document in flipped:
+            document.public = public
+    return [existing[source] for source in sources]
+
+
 def process_document(document: Document, *, inline: bool = False) -> IngestResult:
-    """Read, parse, chunk, embed and index one document; record any failure on it and raise."""
+    """Read, parse, chunk, embed and index one document, showing its progress; record any
+    failure on it and raise."""
     try:
         return _process(document, inline)
-    except IngestError as exc:
-        _fail(document, exc.code, exc.message)
-        raise
     except Exception as exc:
-        log.exception("event=ingest_failed document=%s", document.pk)
-        _fail(document, "internal", f"Internal error while ingesting ({exc.__class__.__name__}).")
-        raise IngestError(
+        error = _record_failure([document], exc)[0]
+        if error is exc:
+            raise
+        raise error from exc
+
+
+def _process(document: Document, inline: bool) -> IngestResult:
+    Document.objects.filter(pk=document.pk).update(status=Document.Status.PROCESSING, progress=1)
+    if document.source.startswith(("http://", "https://")) and not document.original:
+        fetched = fetch(document.source, max_bytes=settings.INGEST_MAX_FILE_BYTES)
+        if is_sitemap(fetched):
+            return _expand_sitemap(document, fetched, inline)
+        data, filename, content_type = fetched.data, filename_for(fetched), fetched.content_type
+    else:
+        data, filename, content_type = _read_original(document)
+    document.refresh_from_db()
+    embedder = get_embedder()
+    prepared = _prepare(document, data, filename, content_type, embedder, has_chunks=document.chunks.exists())
+    if prepared is None:
+        return _unchanged([document])[0]
+    result = _embed_and_store(document.collection, [prepared], embedder, progress=True)[document.pk]
+    if isinstance(result, IngestError):
+        raise result
+    return result
+
+
+def _record_failure(documents: list[Document], exc: Exception) -> list[IngestError]:
+    """Record `exc` on each document (status failed, code, message) and return the error to
+    report for each: an IngestError as it is, anything else as code "internal"."""
+    if isinstance(exc, IngestError):
+        _fail(documents, exc.code, exc.message)
+        return [exc] * len(documents)
+    log.error("event=ingest_failed documents=%s", ",".join(str(d.pk) for d in documents), exc_info=exc)
+    _fail(documents, "internal", f"Internal error while ingesting ({exc.__class__.__name__}).")
+    errors = []
+    for document in documents:
+        error = IngestError(
             f"{document.title} could not be ingested ({exc.__class__.__name__})", code="internal"
-        ) from exc
+        )
+        error.__cause__ = exc
+        errors.append(error)
+    return errors
 
 
-def _fail(document: Document, code: str, message: str) -> None:
-    Document.objects.filter(pk=document.pk).update(
+def _fail(documents: list[Document], code: str, message: str) -> None:
+    Document.objects.filter(pk__in=[d.pk for d in documents]).update(
         status=Document.Status.FAILED, error_code=code[:32], error=message, progress=0
     )
 
@@ -195,27 +344,23 @@ def _read_original(document: Document) -> tuple[bytes, str, str]:
     return path.read_bytes(), path.name, ""
 
 
-def _process(document: Document, inline: bool) -> IngestResult:
-    Document.objects.filter(pk=document.pk).update(status=Document.Status.PROCESSING, progress=1)
-    if document.source.startswith(("http://", "https://")) and not document.original:
-        fetched = fetch(document.source, max_bytes=settings.INGEST_MAX_FILE_BYTES)
-        if is_sitemap(fetched):
-            return _expand_sitemap(document, fetched, inline)
-        data, filename, content_type = fetched.data, filename_for(fetched), fetched.content_type
-    else:
-        data, filename, content_type = _read_original(document)
+def _prepare(
+    document: Document,
+    data: bytes,
+    filename: str,
+    content_type: str,
+    embedder: Embedder,
+    *,
+    has_chunks: bool,
+) -> _Prepared | None:
+    """Stage 1, no writes: hash, parse and chunk the document's bytes. None when the content is
+    what is already stored (same hash, chunks present)."""
     digest = hashlib.sha256(data).hexdigest()
-    document.refresh_from_db()
-    if document.content_hash == digest and document.chunks.exists():
-        Document.objects.filter(pk=document.pk).update(
-            status=Document.Status.READY, progress=100, error="", error_code=""
-        )
-        return IngestResult(document, changed=False, chunks=document.chunks.count())
-
+    if document.content_hash == digest and has_chunks:
+        return None
     parsed = parse(
         data, filename=filename, content_type=content_type, max_bytes=settings.INGEST_MAX_FILE_BYTES
     )
-    embedder = get_embedder()
     drafts = chunk_document(
         parsed,
         size=settings.CHUNK_TOKENS,
@@ -224,21 +369,106 @@ def _process(document: Document, inline: bool) -> IngestResult:
     )
     if not drafts:
         raise IngestError(f"{filename} has no text to index.", code="empty")
-    _progress(document, 10)
-    parts = []
-    for start in range(0, len(drafts), EMBED_BATCH):
-        parts.append(embedder.embed([d.text for d in drafts[start : start + EMBED_BATCH]]))
-        _progress(document, 10 + 85 * min(len(drafts), start + EMBED_BATCH) // len(drafts))
-    vectors = np.concatenate(parts).astype(np.float32)  # (n_chunks, dim)
+    return _Prepared(
+        document=document,
+        digest=digest,
+        size_bytes=len(data),
+        title=(parsed.title or filename)[:300],
+        kind=parsed.kind,
+        language=parsed.language or document.language,
+        drafts=drafts,
+    )
 
-    index = get_index(document.collection, embedder.dim)
+
+def _unchanged(documents: list[Document]) -> list[IngestResult]:
+    """Results for documents whose stored chunks are current; only those not already shown as
+    ready are written (re-ingesting an unchanged folder writes nothing)."""
+    if not documents:
+        return []
+    ids = [d.pk for d in documents]
+    Document.objects.filter(pk__in=ids).exclude(
+        status=Document.Status.READY, progress=100, error="", error_code=""
+    ).update(status=Document.Status.READY, progress=100, error="", error_code="")
+    counts = dict(
+        Chunk.objects.filter(document_id__in=ids).values_list("document_id").annotate(n=Count("id"))
+    )
+    results = []
+    for document in documents:
+        document.status, document.progress = Document.Status.READY, 100
+        document.error, document.error_code = "", ""
+        results.append(IngestResult(document, changed=False, chunks=counts.get(document.pk, 0)))
+    return results
+
+
+def _embed_and_store(
+    collection: str, group: list[_Prepared], embedder: Embedder, *, progress: bool | None = None
+) -> dict[int, IngestResult | IngestError]:
+    """Stages 2 and 3 for a group of prepared documents of one collection: one embedder call,
+    then one transaction and one index write. A failure here fails the whole group (recorded on
+    each of its documents); nothing of it is stored. `progress` (default: for a group of one)
+    embeds in EMBED_BATCH pieces and saves the document's progress after each. Returns each
+    document's outcome by document id."""
+    documents = [p.document for p in group]
+    show = progress if progress is not None else len(group) == 1
+    try:
+        Document.objects.filter(pk__in=[d.pk for d in documents]).update(
+            status=Document.Status.PROCESSING, progress=10 if show else 1
+        )
+        texts = [d.text for p in group for d in p.drafts]
+        vectors = _embed(texts, embedder, progress_of=documents[0] if show else None)
+        return _store(collection, group, vectors, embedder.dim)
+    except Exception as exc:
+        return {d.pk: e for d, e in zip(documents, _record_failure(documents, exc), strict=True)}
+
+
+def _embed(texts: list[str], embedder: Embedder, *, progress_of: Document | None) -> np.ndarray:
+    """(len(texts), dim) float32. One call unless progress is shown: the embedder sorts the
+    texts by length and batches them itself, and a larger call pads less."""
+    if progress_of is None:
+        return np.asarray(embedder.embed(texts), dtype=np.float32)
+    parts = []
+    for start in range(0, len(texts), EMBED_BATCH):
+        parts.append(embedder.embed(texts[start : start + EMBED_BATCH]))
+        _progress(progress_of, 10 + 85 * min(len(texts), start + EMBED_BATCH) // len(texts))
+    return np.concatenate(parts).astype(np.float32)
+
+
+# The document fields stage 3 writes (the others, e.g. `public`, may be changed meanwhile).
+_STORED_FIELDS = [
+    "title",
+    "kind",
+    "language",
+    "content_hash",
+    "size_bytes",
+    "status",
+    "progress",
+    "error",
+    "error_code",
+    "updated_at",
+]
+
+
+def _store(
+    collection: str, group: list[_Prepared], vectors: np.ndarray, dim: int
+) -> dict[int, IngestResult | IngestError]:
+    """Stage 3: replace the group's chunks and vectors in one transaction and one index write.
+    vectors: (total drafts of the group, dim), in group order."""
+    index = get_index(collection, dim)
+    ends = np.cumsum([len(p.drafts) for p in group])  # (len(group),)
+    per_document = np.split(vectors, ends[:-1])
     with transaction.atomic():
-        document = Document.objects.select_for_update().get(pk=document.pk)
-        old_ids = list(document.chunks.values_list("id", flat=True))
-        document.chunks.all().delete()
+        present = set(
+            Document.objects.select_for_update()
+            .filter(pk__in=[p.document.pk for p in group])
+            .values_list("pk", flat=True)
+        )
+        kept = [(p, v) for p, v in zip(group, per_document, strict=True) if p.document.pk in present]
+        ids = [p.document.pk for p, _ in kept]
+        old_ids = list(Chunk.objects.filter(document_id__in=ids).values_list("id", flat=True))
+        Chunk.objects.filter(document_id__in=ids).delete()
         chunks = Chunk.objects.bulk_create(
             Chunk(
-                document=document,
+                document=p.document,
                 ordinal=i,
                 text=d.text,
                 section=d.section[:500],
@@ -248,18 +478,33 @@ def _process(document: Document, inline: bool) -> IngestResult:
                 token_count=d.token_count,
                 embedding=vector.tobytes(),
             )
-            for i, (d, vector) in enumerate(zip(drafts, vectors, strict=True))
+            for p, doc_vectors in kept
+            for i, (d, vector) in enumerate(zip(p.drafts, doc_vectors, strict=True))
         )
-        document.title = (parsed.title or filename)[:300]
-        document.kind, document.language = parsed.kind, parsed.language or document.language
-        document.content_hash, document.size_bytes = digest, len(data)
-        document.status, document.progress = Document.Status.READY, 100
-        document.error, document.error_code = "", ""
-        document.save()
-        # Inside the transaction: if the index write fails, the chunk rows roll back with it.
-        index.replace(old_ids, [c.id for c in chunks], vectors)
-    log.info("event=document_ingested document=%s kind=%s chunks=%d", document.pk, parsed.kind, len(chunks))
-    return IngestResult(document, changed=True, chunks=len(chunks))
+        for p, _ in kept:
+            document = p.document
+            document.title, document.kind, document.language = p.title, p.kind, p.language
+            document.content_hash, document.size_bytes = p.digest, p.size_bytes
+            document.status, document.progress = Document.Status.READY, 100
+            document.error, document.error_code = "", ""
+            # One UPDATE per document: its own values. (bulk_update's CASE per field cost
+            # ~7 ms per document to compile, more than the plain statements.)
+            document.save(update_fields=_STORED_FIELDS)
+        if kept:
+            # Inside the transaction: if the index write fails, the chunk rows roll back with it.
+            index.replace(old_ids, [c.id for c in chunks], np.concatenate([v for _, v in kept]))
+    results: dict[int, IngestResult | IngestError] = {}
+    for p, doc_vectors in zip(group, per_document, strict=True):
+        if p.document.pk not in present:
+            results[p.document.pk] = IngestError(
+                f"{p.document.title} was deleted while it was ingested.", code="deleted"
+            )
+            continue
+        log.info(
+            "event=document_ingested document=%s kind=%s chunks=%d", p.document.pk, p.kind, len(doc_vectors)
+        )
+        results[p.document.pk] = IngestResult(p.document, changed=True, chunks=len(doc_vectors))
+    return results
 
 
 def _expand_sitemap(document: Document, fetched, inline: bool) -> IngestResult:

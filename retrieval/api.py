@@ -17,7 +17,7 @@ from retrieval.actions import (
 )
 from retrieval.errors import IngestError
 from retrieval.models import COLLECTION_NAME, Document
-from retrieval.search import search
+from retrieval.search import MODES, search
 
 router = Router(tags=["knowledge base"])
 
@@ -39,6 +39,10 @@ class DocumentOut(Schema):
     created_at: datetime
     updated_at: datetime
 
+    @staticmethod
+    def resolve_chunks(document: Document) -> int:
+        return document.chunks.count()
+
 
 class UrlIn(Schema):
     url: str
@@ -47,6 +51,8 @@ class UrlIn(Schema):
 
 
 class HitOut(Schema):
+    """A search.Hit, read from its attributes."""
+
     chunk_id: int
     document_id: int
     title: str
@@ -70,23 +76,7 @@ def access_document(document_id: int) -> Document:
 
 
 def _out(document: Document) -> DocumentOut:
-    return DocumentOut(
-        id=document.pk,
-        collection=document.collection,
-        title=document.title,
-        source=document.source,
-        url=document.url,
-        kind=document.kind,
-        language=document.language,
-        status=document.status,
-        progress=document.progress,
-        error_code=document.error_code,
-        error=document.error,
-        chunks=document.chunks.count(),
-        size_bytes=document.size_bytes,
-        created_at=document.created_at,
-        updated_at=document.updated_at,
-    )
+    return DocumentOut.model_validate(document)  # fields read from its attributes
 
 
 @router.post(
@@ -172,18 +162,7 @@ def search_documents(
         raise ApiError(400, "bad_k", "k must be between 1 and 50.")
     if not COLLECTION_NAME.fullmatch(collection):
         raise ApiError(400, "bad_collection", "No such collection.")
-    return [
-        HitOut(
-            chunk_id=h.chunk_id,
-            document_id=h.document_id,
-            title=h.title,
-            url=h.url,
-            section=h.section,
-            text=h.text,
-            score=h.score,
-            dense_score=getattr(h, "dense_score", None),
-            bm25_score=getattr(h, "bm25_score", None),
-            page=getattr(h, "page", None),
-        )
-        for h in search(q, collection=collection, k=k)
-    ]
+    if mode not in MODES:
+        raise ApiError(400, "bad_mode", f"mode must be one of: {', '.join(MODES)}.")
+    # Each Hit is read into HitOut by its attributes.
+    return search(q, collection=collection, k=k, mode=mode, language=language or None, mmr=mmr)

@@ -27,15 +27,28 @@ def process_document_task(document_id: int) -> str:
         # Recorded on the document (status, code, message); retrying would fail the same way.
         log.info("event=document_failed document=%s code=%s", document_id, exc.code)
         return exc.code
-    # Rebuild the collection's BM25 index now rather than in the next visitor's search.
-    get_bm25(document.collection).current()
+    _refresh_bm25_when_idle(document.collection)
     return "ready"
 
 
 @shared_task(name="retrieval.ingest_path")
 def ingest_path(path: str, collection: str = "default", public: bool = True) -> list[int]:
     try:
-        return [r.document.pk for r in do_ingest_path(Path(path), collection=collection, public=public)]
+        ids = [r.document.pk for r in do_ingest_path(Path(path), collection=collection, public=public)]
     except IngestError as exc:
         log.info("event=ingest_path_failed code=%s", exc.code)
-        return []
+        ids = []
+    _refresh_bm25_when_idle(collection)
+    return ids
+
+
+def _refresh_bm25_when_idle(collection: str) -> None:
+    """Rebuild the collection's BM25 index now rather than in the next visitor's search, once
+    no other document of it is waiting: each build reads every chunk of the collection, so a
+    build after each of N queued uploads would cost O(N^2). Skipped, the first search after the
+    change builds it (the index is rebuilt lazily whenever the chunks changed)."""
+    busy = Document.objects.filter(
+        collection=collection, status__in=[Document.Status.PENDING, Document.Status.PROCESSING]
+    ).exists()
+    if not busy:
+        get_bm25(collection).current()

@@ -68,6 +68,14 @@ def test_search_returns_hits_with_scores_and_sources(client, agent, demo_kb):
     hits = response.json()
     assert len(hits) == 3 and "reset" in hits[0]["title"].lower()
     assert all(isinstance(h["score"], float) and h["url"] for h in hits)
+    assert all(h["fused_score"] == h["score"] and h["language"] == "en" for h in hits)
+
+
+def test_search_mode_picks_the_retriever(client, agent, demo_kb):
+    response = client.get("/api/search", {"q": "factory reset the router", "mode": "bm25"}, **bearer(agent))
+    assert response.status_code == 200
+    hits = response.json()
+    assert hits and all(h["dense_score"] is None and h["bm25_score"] > 0 for h in hits)
 
 
 @pytest.mark.parametrize(
@@ -77,6 +85,7 @@ def test_search_returns_hits_with_scores_and_sources(client, agent, demo_kb):
         ({"q": "x", "k": 0}, "bad_k"),
         ({"q": "x", "k": "many"}, "invalid_request"),
         ({"q": "x", "collection": "../etc"}, "bad_collection"),
+        ({"q": "x", "mode": "fuzzy"}, "bad_mode"),
         ({}, "invalid_request"),
     ],
 )

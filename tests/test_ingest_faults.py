@@ -14,7 +14,8 @@ import pytest
 
 from retrieval.actions import do_ingest_path
 from retrieval.errors import IngestError
-from retrieval.models import Document
+from retrieval.index import VectorIndex, get_index
+from retrieval.models import Chunk, Document
 from tests.conftest import DEMO_DIR, REPO, LiveParley, free_port
 
 pytestmark = pytest.mark.slow
@@ -54,6 +55,36 @@ def test_a_batch_with_bad_files_still_ingests_every_good_one(embedder, isolated_
     assert status["bomb.docx"] == ("failed", "zip_bomb")
     assert status["huge.txt"] == ("failed", "too_large")
     assert all(d.error for d in Document.objects.filter(status="failed"))
+
+
+@pytest.mark.django_db
+def test_a_group_whose_index_write_fails_stores_nothing_and_a_rerun_completes_it(
+    embedder, tmp_path, monkeypatch
+):
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    for name in ("billing-and-invoices.md", "refunds.md", "router-reset.md"):
+        (folder / name).write_text((DEMO_DIR / name).read_text())
+
+    def disk_full(self, index):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(VectorIndex, "_save", disk_full)
+        with pytest.raises(IngestError) as caught:
+            do_ingest_path(folder, collection="atomic")
+    assert caught.value.code == "internal"
+    documents = Document.objects.filter(collection="atomic")
+    assert {(d.status, d.error_code) for d in documents} == {("failed", "internal")}
+    assert not Chunk.objects.filter(document__collection="atomic").exists()  # rolled back together
+    index = get_index("atomic", embedder.dim)
+    assert len(index) == 0
+
+    results = do_ingest_path(folder, collection="atomic")
+    assert len(results) == 3 and all(r.changed and r.document.status == "ready" for r in results)
+    chunks = Chunk.objects.filter(document__collection="atomic")
+    assert chunks.count() == sum(r.chunks for r in results)
+    assert list(index.ids()) == sorted(chunks.values_list("id", flat=True))
 
 
 def test_ingestion_killed_midway_completes_on_rerun_without_duplicates(tmp_path):

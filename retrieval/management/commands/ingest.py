@@ -6,7 +6,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from retrieval.actions import do_create_document_from_url, do_ingest_file, iter_files, process_document
+from retrieval.actions import do_create_document_from_url, do_ingest_files, iter_files, process_document
 from retrieval.errors import IngestError
 from retrieval.models import COLLECTION_NAME
 
@@ -60,15 +60,15 @@ class Command(BaseCommand):
                 files = iter_files(Path(raw))
             except IngestError as exc:
                 raise CommandError(exc.message) from exc
-            for file in files:
-                try:
-                    result = do_ingest_file(file, collection=collection, public=not private)
-                except IngestError as exc:
+            # Files are embedded and indexed in groups (one embedder call, one index write each).
+            outcomes = do_ingest_files(files, collection=collection, public=not private)
+            for file, outcome in outcomes.items():
+                if isinstance(outcome, IngestError):
                     failures += 1
-                    self.stderr.write(f"failed {file}: {exc.message}")
+                    self.stderr.write(f"failed {file}: {outcome.message}")
                     continue
-                state = "ingested" if result.changed else "unchanged"
-                self.stdout.write(f"{state} {file.name}: {result.chunks} chunks")
+                state = "ingested" if outcome.changed else "unchanged"
+                self.stdout.write(f"{state} {file.name}: {outcome.chunks} chunks")
         if failures:
             raise CommandError(f"{failures} document(s) could not be ingested")
 
