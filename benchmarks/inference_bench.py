@@ -37,23 +37,19 @@ def build_prompts(engine, count: int, prompt_tokens: int) -> list[list[dict[str,
     queries = [json.loads(line)["text"] for line in (DATA / "queries.jsonl").open()]
     prompts, cursor = [], 0
     for i in range(count):
+        question = queries[i % len(queries)]
         sources: list[str] = []
+        fitting: list[dict[str, str]] = []
         while True:
             candidate = sources + [f"[{len(sources) + 1}] {passages[cursor % len(passages)]}"]
             messages = [
                 {"role": "system", "content": _SYSTEM + "\n\nSources:\n\n" + "\n\n".join(candidate)},
-                {"role": "user", "content": queries[i % len(queries)]},
+                {"role": "user", "content": question},
             ]
-            size = len(engine.encode_chat(messages))
-            if size > prompt_tokens and sources:
+            if len(engine.encode_chat(messages)) > prompt_tokens and sources:
                 break
-            sources, cursor = candidate, cursor + 1
-        prompts.append(
-            [
-                {"role": "system", "content": _SYSTEM + "\n\nSources:\n\n" + "\n\n".join(sources)},
-                {"role": "user", "content": queries[i % len(queries)]},
-            ]
-        )
+            sources, fitting, cursor = candidate, messages, cursor + 1
+        prompts.append(fitting)
     return prompts
 
 

@@ -152,7 +152,7 @@ class LlamaForward:
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.n_heads
         self.hidden_act = F.silu if config.hidden_act == "silu" else None
         self.fused = [self._fuse(layer) for layer in self.layers]
-        self.slots, self.capacity = slots, capacity
+        self.capacity = capacity
         self.rows_allocated = -(-slots // ROW_QUANTUM) * ROW_QUANTUM
         param = next(model.parameters())
         self.device, self.dtype = param.device, param.dtype
@@ -428,17 +428,19 @@ class Engine:
                 self._finish(request, "length")
 
     def _admit(self) -> None:
+        admitted = []
         with self._lock:
             while self.waiting and self.free_slots:
                 request = self.waiting.popleft()
                 request.slot = self.free_slots.pop(0)  # lowest first: keeps rows compact
                 request.started = time.monotonic()
-                self.prefilling.append(request)
-        for request in self.prefilling:
-            if request.generator is None and request.params.temperature > 0:
+                admitted.append(request)
+        for request in admitted:
+            if request.params.temperature > 0:
                 request.generator = torch.Generator(device=self.device)
                 seed = request.params.seed if request.params.seed is not None else time.time_ns()
                 request.generator.manual_seed(int(seed))
+        self.prefilling.extend(admitted)
 
     def _prefill_some(self, request: Request) -> None:
         remaining = len(request.prompt_ids) - request.prefilled

@@ -72,8 +72,14 @@ def chat_model_dir() -> Path:
     return Path(settings.CHAT_MODEL)
 
 
-class LiveParley:
-    """`manage.py serve` in its own process group, on its own data directory, as a user runs it."""
+class ManagedServer:
+    """A `manage.py` server command in its own process group, on its own data directory, as a
+    user runs it. Subclasses name the command, its log and extra environment."""
+
+    command = "serve"
+    log_name = "serve.log"
+    startup_seconds = 120
+    extra_env: dict[str, str] = {}
 
     def __init__(self, data_dir: Path, port: int, *extra: str) -> None:
         import os
@@ -86,8 +92,8 @@ class LiveParley:
             "PARLEY_DATA_DIR": str(data_dir),
             "PARLEY_MODELS_DIR": str(settings.MODELS_DIR),
             "DEBUG": "1",
-            "CHAT_MAX_ANSWER_TOKENS": "32",
             "PYTHONUNBUFFERED": "1",
+            **self.extra_env,
         }
         self.extra = extra
         self.process = None
@@ -106,32 +112,37 @@ class LiveParley:
             check=True,
         )
 
-    def start(self) -> LiveParley:
+    def read_log(self) -> str:
+        return (self.data_dir / self.log_name).read_text()
+
+    def start(self):
         import subprocess
         import sys
         import time
         import urllib.request
 
-        self.log = open(self.data_dir / "serve.log", "w")  # noqa: SIM115 - closed in stop()
+        self.log = open(self.data_dir / self.log_name, "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "serve", "--port", str(self.port), *self.extra],
+            [sys.executable, "manage.py", self.command, "--port", str(self.port), *self.extra],
             cwd=REPO,
             env=self.env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + self.startup_seconds
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"serve exited early:\n{(self.data_dir / 'serve.log').read_text()}")
+                raise RuntimeError(f"{self.command} exited early:\n{self.read_log()}")
             try:
                 with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
                     if response.status == 200:
                         return self
             except OSError:
                 time.sleep(0.3)
-        raise RuntimeError("serve did not answer /health within 120 s")
+        raise RuntimeError(
+            f"{self.command} did not answer /health within {self.startup_seconds} s:\n{self.read_log()}"
+        )
 
     def stop(self) -> int:
         import signal
@@ -150,6 +161,12 @@ class LiveParley:
                 self.process.wait()
         self.log.close()
         return self.process.returncode
+
+
+class LiveParley(ManagedServer):
+    """`manage.py serve`: the whole product."""
+
+    extra_env = {"CHAT_MAX_ANSWER_TOKENS": "32"}
 
 
 @pytest.fixture(scope="session")

@@ -7,20 +7,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx
 import numpy as np
 import openai
 import pytest
-from django.conf import settings
 
 from inference.base import GenerationParams
-from tests.conftest import REPO, free_port
+from tests.conftest import ManagedServer, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -29,68 +24,25 @@ MESSAGES = [{"role": "user", "content": "Name three colours."}]
 BODY_LIMIT = 64 * 1024
 
 
-class InferenceServer:
-    """`manage.py inference_server` in its own process group, on its own data directory. One
-    generation at a time and no queue, so a held slot shows at once as a 429."""
+class InferenceServer(ManagedServer):
+    """`manage.py inference_server`. One generation at a time and no queue, so a held slot shows
+    at once as a 429."""
 
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.url = f"http://127.0.0.1:{free_port()}"
-        self.env = {
-            **os.environ,
-            "DEBUG": "1",
-            "HF_HUB_OFFLINE": "1",
-            "PYTHONUNBUFFERED": "1",
-            "PARLEY_DATA_DIR": str(data_dir),
-            "PARLEY_MODELS_DIR": str(settings.MODELS_DIR),
-            "INFERENCE_SERVER_API_KEY": KEY,
-            "INFERENCE_SERVER_MAX_BODY_BYTES": str(BODY_LIMIT),
-            "INFERENCE_MAX_CONCURRENT": "1",
-            "INFERENCE_QUEUE_DEPTH": "0",
-        }
-        self.process: subprocess.Popen | None = None
+    command = "inference_server"
+    log_name = "server.log"
+    startup_seconds = 240
+    extra_env = {
+        "HF_HUB_OFFLINE": "1",
+        "INFERENCE_SERVER_API_KEY": KEY,
+        "INFERENCE_SERVER_MAX_BODY_BYTES": str(BODY_LIMIT),
+        "INFERENCE_MAX_CONCURRENT": "1",
+        "INFERENCE_QUEUE_DEPTH": "0",
+    }
 
     def start(self) -> InferenceServer:
-        manage = [sys.executable, "manage.py"]
         # The chat backend follows the model registry: give it a database to read.
-        subprocess.run(
-            [*manage, "migrate", "--noinput"], cwd=REPO, env=self.env, check=True, capture_output=True
-        )
-        self.log = open(self.data_dir / "server.log", "w")  # noqa: SIM115 - closed in stop()
-        port = self.url.rsplit(":", 1)[1]
-        self.process = subprocess.Popen(
-            [*manage, "inference_server", "--port", port],
-            cwd=REPO,
-            env=self.env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"inference_server exited early:\n{self.read_log()}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        raise RuntimeError(f"inference_server did not answer /health in time:\n{self.read_log()}")
-
-    def read_log(self) -> str:
-        return (self.data_dir / "server.log").read_text()
-
-    def stop(self) -> int:
-        assert self.process is not None
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, 9)
-                self.process.wait()
-        self.log.close()
-        return self.process.returncode
+        self.manage("migrate", "--noinput")
+        return super().start()
 
     def client(self, **kwargs) -> openai.OpenAI:
         return openai.OpenAI(base_url=f"{self.url}/v1", api_key=KEY, **kwargs)
@@ -110,7 +62,7 @@ class InferenceServer:
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
-    server = InferenceServer(tmp_path_factory.mktemp("inference-server")).start()
+    server = InferenceServer(tmp_path_factory.mktemp("inference-server"), free_port()).start()
     yield server
     assert server.stop() == 0, server.read_log()
     assert "Traceback" not in server.read_log()
