@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from retrieval.search import Hit
 
-ANSWER_TEMPLATE_VERSION = "answer-v1"
+ANSWER_TEMPLATE_VERSION = "answer-v2"
 
 _SYSTEM = (
     "You are the customer support assistant of the company whose documents are below. "
@@ -45,8 +45,12 @@ def build_answer_messages(
     question: str, sources: list[Source], history: list[tuple[str, str]]
 ) -> list[dict[str, str]]:
     blocks = [f"[{s.n}] {s.best.title}\n" + "\n\n".join(_body(hit) for hit in s.hits) for s in sources]
-    system = _SYSTEM + "\n\nSources:\n\n" + ("\n\n".join(blocks) if blocks else "(none found)")
-    messages = [{"role": "system", "content": system}]
+    # The instructions are a message of their own, the same for every question: the inference
+    # engine keeps a leading system message's keys/values and skips prefilling it again.
+    messages = [
+        {"role": "system", "content": _SYSTEM},
+        {"role": "system", "content": "Sources:\n\n" + ("\n\n".join(blocks) if blocks else "(none found)")},
+    ]
     messages.extend({"role": role, "content": text} for role, text in history)
     messages.append({"role": "user", "content": question})
     return messages

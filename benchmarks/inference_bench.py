@@ -1,18 +1,21 @@
 """Inference engine throughput: Parley's continuous-batching engine versus `model.generate`.
 
     python benchmarks/inference_bench.py [--streams 1 4 8 16] [--prompt-tokens 800]
-        [--new-tokens 128] [--baseline-requests 8] [--model smollm2|llama3-8b-random]
+        [--new-tokens 128] [--baseline-requests 8] [--repeats 3] [--model smollm2|llama3-8b-random]
 
 In one process, same model and prompts: ≈800-token grounded prompts (the answer template's
 instructions plus passages of the public evaluation corpus, ../shared/data/negconstraint-dev, and
-one of its queries), 128 new tokens each (end of sequence ignored, so every request generates the
-same number of tokens).
+one of its queries, in the answer prompt's layout), 128 new tokens each (end of sequence ignored,
+so every request generates the same number of tokens).
 - baseline: sequential `model.generate` per request (greedy, the transformers default path);
 - Parley: N requests submitted at once to the engine through the TextGenerator interface, for
-  each N in --streams (the engine has max(--streams) rows).
+  each N in --streams (the engine has max(--streams) rows), after one warm-up answer, so the
+  instructions every answer shares are in the engine's prefix cache, as on a running server.
 Printed per row: aggregate generated tokens/s (all tokens / wall time from the first submit to
 the last token), time to first token p50/p95, ratio of tokens/s to the baseline, peak RSS (and
-peak CUDA memory on a GPU). `--model llama3-8b-random` builds a Llama-3-8B-shaped model with
+peak CUDA memory on a GPU). The whole set (baseline, then each N) runs --repeats times in turn, so
+drift in the machine's speed hits every row alike; each figure is the median over the repeats,
+and the tokens/s range is printed beside it. `--model llama3-8b-random` builds a Llama-3-8B-shaped model with
 random weights (bf16, CUDA only): its tokens are meaningless, its speed is not.
 """
 
@@ -42,8 +45,9 @@ def build_prompts(engine, count: int, prompt_tokens: int) -> list[list[dict[str,
         fitting: list[dict[str, str]] = []
         while True:
             candidate = sources + [f"[{len(sources) + 1}] {passages[cursor % len(passages)]}"]
-            messages = [
-                {"role": "system", "content": _SYSTEM + "\n\nSources:\n\n" + "\n\n".join(candidate)},
+            messages = [  # the answer prompt's layout (assistant/prompts.py)
+                {"role": "system", "content": _SYSTEM},
+                {"role": "system", "content": "Sources:\n\n" + "\n\n".join(candidate)},
                 {"role": "user", "content": question},
             ]
             if len(engine.encode_chat(messages)) > prompt_tokens and sources:
@@ -146,6 +150,7 @@ def main() -> None:
     parser.add_argument("--prompt-tokens", type=int, default=800)
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--baseline-requests", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--model", choices=["smollm2", "llama3-8b-random"], default="smollm2")
     args = parser.parse_args()
 
@@ -181,44 +186,58 @@ def main() -> None:
 
     if engine.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    base = baseline(engine, prompts[: args.baseline_requests], args.new_tokens)
-    print(f"baseline done: {base['tokens_s']:.1f} tok/s", flush=True)
     asyncio.run(_warm(generator))
+    runs: dict[str, list[dict]] = {}
+    for repeat in range(args.repeats):
+        base = baseline(engine, prompts[: args.baseline_requests], args.new_tokens)
+        runs.setdefault("baseline", []).append(base)
+        print(f"[{repeat + 1}/{args.repeats}] baseline: {base['tokens_s']:.1f} tok/s", flush=True)
+        for streams in args.streams:
+            result = parley(generator, prompts[:streams], args.new_tokens)
+            assert result["tokens"] == streams * args.new_tokens, result["tokens"]
+            runs.setdefault(streams, []).append(result)
+            print(
+                f"[{repeat + 1}/{args.repeats}] {streams} streams: {result['tokens_s']:.1f} tok/s"
+                f" (prefix cache: {engine.prefix_hits} hits, {engine.prefix_misses} misses so far)",
+                flush=True,
+            )
+    base_speed = statistics.median(r["tokens_s"] for r in runs["baseline"])
     rows = [
-        [
-            f"model.generate, sequential ({args.baseline_requests} requests)",
-            base["tokens_s"],
-            percentile(base["ttft"], 0.5),
-            percentile(base["ttft"], 0.95),
-            1.0,
-            base["peak"],
-        ]
+        _row(f"model.generate, sequential ({args.baseline_requests} requests)", runs["baseline"], base_speed)
     ]
     for streams in args.streams:
-        result = parley(generator, prompts[:streams], args.new_tokens)
-        assert result["tokens"] == streams * args.new_tokens, result["tokens"]
-        rows.append(
-            [
-                f"Parley engine, {streams} concurrent stream{'s' if streams > 1 else ''}",
-                result["tokens_s"],
-                percentile(result["ttft"], 0.5),
-                percentile(result["ttft"], 0.95),
-                result["tokens_s"] / base["tokens_s"],
-                result["peak"],
-            ]
-        )
-        print(f"{streams} streams done: {result['tokens_s']:.1f} tok/s", flush=True)
-    headers = ["run", "tokens/s", "TTFT p50 s", "TTFT p95 s", "vs baseline", "peak RSS MiB"]
+        label = f"Parley engine, {streams} concurrent stream{'s' if streams > 1 else ''}"
+        rows.append(_row(label, runs[streams], base_speed))
+    headers = ["run", "tokens/s", "range", "TTFT p50 s", "TTFT p95 s", "vs baseline", "peak RSS MiB"]
     print()
     print(table(headers, rows))
     if engine.device.type == "cuda":
         print(f"peak CUDA memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
 
 
+def _row(label: str, results: list[dict], base_speed: float) -> list:
+    """Medians over the repeats of one configuration."""
+    speeds = [r["tokens_s"] for r in results]
+    speed = statistics.median(speeds)
+    return [
+        label,
+        speed,
+        f"{min(speeds):.1f}-{max(speeds):.1f}",
+        statistics.median(percentile(r["ttft"], 0.5) for r in results),
+        statistics.median(percentile(r["ttft"], 0.95) for r in results),
+        speed / base_speed,
+        max(r["peak"] for r in results),
+    ]
+
+
 async def _warm(generator) -> None:
+    """One short answer with the answer prompt's instructions, as a running server has given
+    before any measured request: the instructions' keys/values are then in the prefix cache."""
+    from assistant.prompts import _SYSTEM
     from inference.base import GenerationParams
 
-    await generator.complete([{"role": "user", "content": "Hello"}], GenerationParams(max_tokens=4))
+    messages = [{"role": "system", "content": _SYSTEM}, {"role": "user", "content": "Hello"}]
+    await generator.complete(messages, GenerationParams(max_tokens=4))
 
 
 if __name__ == "__main__":

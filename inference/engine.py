@@ -8,19 +8,24 @@ inference/server/ do that). The shape is vLLM's, shrunk to what a reader can hol
   its tokens sit at columns [0, length). Column `capacity` is scratch space that rows without a
   token to decode write to, so a step never disturbs a row that is being prefilled.
 - `step()` is one scheduling iteration, run on the model thread: drop cancelled requests, admit
-  waiting ones into free rows (lowest first), prefill one chunk of `prefill_chunk` prompt tokens
-  (so running streams stall for one chunk at most), then ONE forward pass that decodes the next
-  token of every running request. Requests join and leave at these token boundaries; a cancelled
-  request's row is free at the next step.
+  waiting ones into free rows (lowest first), prefill prompt chunks of `prefill_chunk` tokens up
+  to `prefill_budget` tokens (so running streams stall for that long at most), then ONE forward
+  pass that decodes the next token of every running request. Requests join and leave at these
+  token boundaries; a cancelled request's row is free at the next step.
+- Prefix cache: the keys/values of a prompt's leading system message (the instructions every
+  answer shares) are kept, and a request starting with the same tokens copies them instead of
+  prefilling them. Prompts are always cut at the prefix's end, hit or miss, so the numbers match.
 - The forward pass is written out here for the Llama family (Llama, Mistral, Qwen2: SmolLM2 is a
-  Llama) over the Hugging Face modules' weights, so LoRA-wrapped projections still apply. Doing it
-  ourselves rather than through `model(...)` gives per-row positions and write columns in one
-  batched step, and drops the per-call mask building and cache bookkeeping of the generic path.
-- A decode step runs the rows up to the highest one in use, rounded up to ROW_QUANTUM (4): with
-  that many rows BLAS computes each row with the same kernel whatever the batch, so greedy output
-  is the same alone or batched (tests/test_batching.py checks it). On this CPU an (8, 576) matmul
-  costs little more than a (4, 576) one: the weights' memory traffic dominates, which is also why
-  batching pays.
+  Llama) over the Hugging Face modules' weights (a fine-tuned adapter must be merged into them
+  first). Doing it ourselves rather than through `model(...)` gives per-row positions and write
+  columns in one batched step, and drops the per-call mask building and cache bookkeeping of the
+  generic path.
+- Batch invariance: a request's greedy output is the same alone or batched (tests/test_batching.py
+  checks it). A decode step runs the rows up to the highest one in use, rounded up to ROW_QUANTUM
+  (4): measured on CPU, the kernels then give each row the same bits whatever the batch. bfloat16
+  matmuls (oneDNN) are invariant as they are; float32 ones (MKL) only when taken 4 rows at a time
+  (LlamaForward.row_linear). Decode is bound by reading the weights, so 8 rows cost little more
+  than 1: that is why batching pays.
 
 Why not transformers' own continuous batching (`ContinuousBatchingManager`, transformers 5.x: it
 has add_request, cancel_request and per-request logits-processor arguments): it runs the model in
@@ -32,10 +37,11 @@ not benchmark it against this engine.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,11 +64,23 @@ def resolve_device(setting: str) -> torch.device:
     return torch.device(setting)
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX). torch's own check
+    (mkldnn bf16 support) is true for any AVX-512 CPU, where bf16 is emulated and slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
 def resolve_dtype(setting: str, device: torch.device) -> torch.dtype:
-    """bf16 on GPUs; on CPU float32, which measured faster end to end on our 2-core machines for
-    this 135M model (benchmarks/RESULTS.md, "dtype")."""
+    """bf16 on GPUs and on CPUs with native bf16 (3-4x the float32 matmul speed, measured);
+    float32 on other CPUs, where bf16 measured slower (benchmarks/RESULTS.md, "dtype")."""
     if setting == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+        if device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16()):
+            return torch.bfloat16
+        return torch.float32
     return getattr(torch, setting)
 
 
@@ -105,6 +123,7 @@ class Request:
     params: GenerationParams
     max_new: int
     listener: Listener
+    prefix_len: int = 0  # leading prompt tokens whose keys/values may be shared (Engine.prefixes)
     submitted: float = field(default_factory=time.monotonic)
     slot: int = -1
     prefilled: int = 0  # prompt tokens already in the cache
@@ -118,10 +137,11 @@ class Request:
     counted: bool = True  # counts against slots + queue depth (Engine.load)
 
 
-# Decode steps run a multiple of this many rows. Measured with MKL on the dev machines: a row's
-# result from F.linear is bit-identical whatever the batch and its position in it when the batch
-# has a multiple of 4 rows, and differs otherwise (remainder rows take another kernel); greedy
-# output then does not depend on who else is in the batch.
+# Decode steps run a multiple of this many rows, and on CPU their matmuls run per group of this
+# many rows (LlamaForward.row_linear). Measured with MKL on the dev machines: a row's result is
+# then bit-identical whatever the other rows and its position among them, and differs for other
+# group sizes (remainder rows take another kernel); greedy output does not depend on who else is
+# in the batch.
 ROW_QUANTUM = 4
 
 
@@ -160,6 +180,14 @@ class LlamaForward:
         self.keys = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.layers]
         self.values = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.layers]
         self.rows = torch.arange(self.rows_allocated, device=self.device)  # (R,)
+        # float32 on CPU (MKL): the grouped layout is both faster and batch-invariant. bfloat16 on
+        # CPU (oneDNN): F.linear is already both, measured. On CUDA one matmul over all rows is
+        # what batching is for (cuBLAS promises no batch invariance either way).
+        cpu_float32 = self.device.type == "cpu" and self.dtype == torch.float32
+        self.decode_linear = self.row_linear if cpu_float32 else F.linear
+        # Rows per decode step come in multiples of this. bfloat16 matmuls alone would allow 1, but
+        # the attention's batched matmuls then are not invariant (measured: greedy text changed).
+        self.row_quantum = ROW_QUANTUM
         self.columns = torch.arange(capacity + 1, device=self.device)  # (C+1,)
 
     def _fuse(self, layer) -> tuple:
@@ -189,28 +217,58 @@ class LlamaForward:
         rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
         return x * cos + rotated * sin
 
-    def _layer(self, i: int, x, cos, sin, write, attend) -> torch.Tensor:
-        """One decoder layer. x: (B, T, C). write(i, k, v) stores the new keys/values and
-        attend(i, q) returns the attention output (B, H, T, D)."""
+    def _layer(self, i: int, x, cos, sin, write, attend, linear=F.linear) -> torch.Tensor:
+        """One decoder layer. x: (B, T, C). write(i, k, v) stores the new keys/values,
+        attend(i, q) returns the attention output (B, H, T, D); linear(x, weight, bias=None)."""
         layer = self.layers[i]
         qkv_weight, qkv_bias, sizes, gate_up, inter = self.fused[i]
+        o_proj, down_proj = layer.self_attn.o_proj, layer.mlp.down_proj
         B, T, _ = x.shape
         h = layer.input_layernorm(x)
-        q, k, v = F.linear(h, qkv_weight, qkv_bias).split(sizes, dim=-1)
+        q, k, v = linear(h, qkv_weight, qkv_bias).split(sizes, dim=-1)
         q = q.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
         k = k.view(B, T, self.n_kv, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
         v = v.view(B, T, self.n_kv, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
         q, k = self._rotate(q, cos, sin), self._rotate(k, cos, sin)
         write(i, k, v)
         out = attend(i, q).transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)  # (B, T, H*D)
-        x = x + layer.self_attn.o_proj(out)
+        x = x + linear(out, o_proj.weight, o_proj.bias)
         h = layer.post_attention_layernorm(x)
-        gate, up = F.linear(h, gate_up).split(inter, dim=-1)  # (B, T, I) each
+        gate, up = linear(h, gate_up).split(inter, dim=-1)  # (B, T, I) each
         activated = self.hidden_act(gate) if self.hidden_act else layer.mlp.act_fn(gate)
-        return x + layer.mlp.down_proj(activated * up)
+        return x + linear(activated * up, down_proj.weight, down_proj.bias)
 
-    def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lm_head(self.norm(x)).float()  # (B, V)
+    def _logits(self, x: torch.Tensor, linear=F.linear) -> torch.Tensor:
+        return linear(self.norm(x), self.lm_head.weight, self.lm_head.bias).float()  # (B, V)
+
+    @staticmethod
+    def row_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """F.linear for decode steps, x: (R, 1, C) with R a multiple of ROW_QUANTUM, computed
+        as weight @ x.T per group of ROW_QUANTUM rows. Measured with MKL on the dev machines
+        (benchmarks/RESULTS.md, "decode matmuls"): for a few rows this layout runs 2-3x faster
+        than F.linear (which reads the weights inefficiently at small M), and a row's result is
+        bit-identical whatever the other rows of its group, so batch-invariant by construction."""
+        R = x.shape[0]
+        flat = x.reshape(R, -1)  # (R, C)
+        out = torch.cat(
+            [weight @ flat[g : g + ROW_QUANTUM].T for g in range(0, R, ROW_QUANTUM)], dim=1
+        ).T  # (R, O)
+        if bias is not None:
+            out = out + bias
+        return out.contiguous().view(R, 1, -1)  # (R, 1, O)
+
+    def save_prefix(self, slot: int, length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Copies of row `slot`'s keys/values for columns [0, length), per layer (Hkv, L, D)."""
+        return [
+            (keys[slot, :, :length].clone(), values[slot, :, :length].clone())
+            for keys, values in zip(self.keys, self.values, strict=True)
+        ]
+
+    def load_prefix(self, slot: int, saved: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        length = saved[0][0].shape[1]
+        for (keys, values), (k, v) in zip(zip(self.keys, self.values, strict=True), saved, strict=True):
+            keys[slot, :, :length] = k
+            values[slot, :, :length] = v
 
     def prefill(self, slot: int, ids: list[int], start: int) -> torch.Tensor:
         """Run prompt tokens `ids` at positions start.. into row `slot`; logits of the last (1, V)."""
@@ -240,7 +298,7 @@ class LlamaForward:
         return self._logits(x[:, -1])
 
     def decode(self, ids: torch.Tensor, positions: torch.Tensor, width: int) -> torch.Tensor:
-        """One token for each of the first R rows (R a multiple of ROW_QUANTUM). ids, positions:
+        """One token for each of the first R rows (R a multiple of row_quantum). ids, positions:
         (R,); a row with nothing to decode has position `capacity` (the scratch column). Attends
         to columns [0, width). Logits (R, V)."""
         R = ids.shape[0]
@@ -250,20 +308,29 @@ class LlamaForward:
         cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # (R, 1, 1, D)
         # Row r sees its columns [0, position_r]; idle rows see column 0 only (never all-masked).
         visible = torch.where(positions >= self.capacity, torch.zeros_like(positions), positions)
-        mask = (self.columns[:width][None, :] <= visible[:, None])[:, None, None, :]  # (R, 1, 1, W)
+        hidden = self.columns[:width][None, :] > visible[:, None]  # (R, W)
+        bias = torch.zeros(R, 1, 1, width, device=self.device).masked_fill_(hidden[:, None, None], -torch.inf)
         rows = self.rows[:R]
+        G, scale = self.n_heads // self.n_kv, self.head_dim**-0.5
 
         def write(i, k, v):
             self.keys[i][rows, :, positions] = k[:, :, 0]  # (R, Hkv, D) at each row's column
             self.values[i][rows, :, positions] = v[:, :, 0]
 
         def attend(i, q):
+            # Written out rather than SDPA: for one query per row the CPU kernels' overhead
+            # dominates (bf16 SDPA measured 3-10x slower, benchmarks/RESULTS.md). keys @ q^T reads
+            # each row's cache block in place; scores softmax in float32, as transformers' eager
+            # attention does. Each row is its own batch entry: batch-invariant.
             keys, values = self.keys[i][:R, :, :width], self.values[i][:R, :, :width]  # (R, Hkv, W, D)
-            return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, enable_gqa=True)
+            grouped = q.reshape(R, self.n_kv, G, self.head_dim)  # (R, Hkv, G, D), heads in kv order
+            scores = torch.matmul(keys, grouped.transpose(-1, -2)).transpose(-1, -2)  # (R, Hkv, G, W)
+            weights = torch.softmax(scores.float() * scale + bias, dim=-1).to(values.dtype)
+            return torch.matmul(weights, values).reshape(R, self.n_heads, 1, self.head_dim)
 
         for i in range(len(self.layers)):
-            x = self._layer(i, x, cos, sin, write, attend)
-        return self._logits(x[:, -1])
+            x = self._layer(i, x, cos, sin, write, attend, self.decode_linear)
+        return self._logits(x[:, -1:], self.decode_linear)[:, 0]
 
 
 class Engine:
@@ -284,6 +351,8 @@ class Engine:
         queue_timeout: float = 30.0,
         request_timeout: float = 120.0,
         prefill_chunk: int = 256,
+        prefill_budget: int = 512,
+        prefix_cache_tokens: int = 4096,
     ) -> None:
         model_dir = Path(model_dir)
         if not (model_dir / "config.json").exists():
@@ -306,6 +375,17 @@ class Engine:
         self.queue_timeout = queue_timeout
         self.request_timeout = request_timeout
         self.prefill_chunk = prefill_chunk
+        # Prompt tokens computed per step, in whole chunks (at least one): running requests wait
+        # about this many tokens' prefill time for their next token while others are admitted.
+        self.prefill_budget = prefill_budget
+        # Keys/values of shared prompt prefixes (a leading system message), least recently used
+        # first: a hit skips prefilling them. Chunks are cut at the prefix's end whether or not
+        # it hits, so a request's numbers, and its greedy output, are the same either way.
+        self.prefix_cache_tokens = prefix_cache_tokens  # bound on all cached prefixes together
+        self.prefixes: OrderedDict[tuple[int, ...], list] = OrderedDict()
+        self._system_tokens = functools.lru_cache(maxsize=64)(self._encode_system)
+        self.prefix_hits = 0
+        self.prefix_misses = 0
         self.stop_ids = self._stop_token_ids()
         self.forward = LlamaForward(self.model, slots=slots, capacity=self.capacity)
         vocab = self.model.config.vocab_size
@@ -357,11 +437,30 @@ class Engine:
         if not prompt_ids:
             raise InputTooLong("The prompt is empty.", code="empty_input")
 
-    def submit(self, prompt_ids: list[int], params: GenerationParams, listener: Listener) -> Request:
-        """Queue a request; raises ModelBusy when the queue is full (never waits)."""
+    def shared_prefix_len(self, messages: list[dict[str, str]], prompt_ids: list[int]) -> int:
+        """Tokens of a leading system message, when the prompt starts with exactly them and goes
+        on after them: the part many requests share (instructions), worth caching."""
+        if not messages or messages[0].get("role") != "system" or not self.prefix_cache_tokens:
+            return 0
+        prefix = self._system_tokens(messages[0]["content"])
+        if len(prefix) < len(prompt_ids) and prompt_ids[: len(prefix)] == prefix:
+            return len(prefix)
+        return 0
+
+    def _encode_system(self, content: str) -> list[int]:
+        text = self.tokenizer.apply_chat_template([{"role": "system", "content": content}], tokenize=False)
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def submit(
+        self, prompt_ids: list[int], params: GenerationParams, listener: Listener, *, prefix_len: int = 0
+    ) -> Request:
+        """Queue a request; raises ModelBusy when the queue is full (never waits). The first
+        `prefix_len` prompt tokens may come from, or go to, the prefix cache."""
         self.check_prompt(prompt_ids)
         max_new = max(0, min(params.max_tokens, self.max_new_tokens, self.capacity - len(prompt_ids)))
-        request = Request(list(prompt_ids), params, max_new, listener)
+        if not 0 < prefix_len < len(prompt_ids) or prefix_len > self.prefix_cache_tokens:
+            prefix_len = 0
+        request = Request(list(prompt_ids), params, max_new, listener, prefix_len)
         with self._lock:
             if self.load >= self.slots + self.queue_depth:
                 raise ModelBusy()
@@ -390,11 +489,13 @@ class Engine:
 
     @torch.inference_mode()
     def step(self) -> bool:
-        """One iteration: admissions, some prefill, one decode step. Returns has_work()."""
+        """One iteration: admissions, prompt chunks up to the prefill budget, one decode step.
+        Returns has_work()."""
         self._drop_cancelled()
         self._admit()
-        if self.prefilling:
-            self._prefill_some(self.prefilling[0])
+        budget = self.prefill_budget
+        while self.prefilling and budget > 0:
+            budget -= self._prefill_some(self.prefilling[0])
         if self.running:
             self._decode()
         with self._lock:
@@ -442,31 +543,52 @@ class Engine:
                 request.generator.manual_seed(int(seed))
         self.prefilling.extend(admitted)
 
-    def _prefill_some(self, request: Request) -> None:
-        remaining = len(request.prompt_ids) - request.prefilled
-        # One chunk per step, so running requests wait at most one chunk's time for their next
-        # token. Alone or not, a prompt is cut at the same places: the same numbers either way.
-        take = min(remaining, self.prefill_chunk)
+    def _prefill_some(self, request: Request) -> int:
+        """Prefill the request's next chunk; returns the tokens computed."""
+        P = request.prefix_len
+        if P and request.prefilled == 0:
+            saved = self.prefixes.get(tuple(request.prompt_ids[:P]))
+            if saved is not None:
+                self.prefixes.move_to_end(tuple(request.prompt_ids[:P]))
+                self.forward.load_prefix(request.slot, saved)
+                request.prefilled = P
+                self.prefix_hits += 1
+            else:
+                self.prefix_misses += 1
+        # Alone or not, cached prefix or not, a prompt is cut at the same places (every
+        # `prefill_chunk` tokens up to the prefix's end, then from there): the same numbers.
         start = request.prefilled
-        logits = self.forward.prefill(request.slot, request.prompt_ids[start : start + take], start)
-        request.prefilled += take
+        end = min(P if start < P else len(request.prompt_ids), start + self.prefill_chunk)
+        logits = self.forward.prefill(request.slot, request.prompt_ids[start:end], start)
+        request.prefilled = end
+        if end == P:
+            self._store_prefix(request)
         if request.prefilled < len(request.prompt_ids):
-            return
+            return end - start
         self.prefilling.popleft()
         request.length = len(request.prompt_ids)
         self.seen[request.slot] = False
         self.penalty[request.slot] = request.params.repetition_penalty
         if request.max_new == 0:
             self._finish(request, "length")
-            return
+            return end - start
         token = int(self._pick(logits, [request])[0])  # (1, V) -> one id
         self.running.append(request)
         self._emit(request, token)
+        return end - start
+
+    def _store_prefix(self, request: Request) -> None:
+        key = tuple(request.prompt_ids[: request.prefix_len])
+        if key not in self.prefixes:
+            self.prefixes[key] = self.forward.save_prefix(request.slot, request.prefix_len)
+            while sum(len(k) for k in self.prefixes) > self.prefix_cache_tokens:
+                self.prefixes.popitem(last=False)
 
     def _decode(self) -> None:
         # Rows [0, R): every running request's row, rounded up to the row quantum.
         highest = max(r.slot for r in self.running) + 1
-        R = min(self.forward.rows_allocated, -(-highest // ROW_QUANTUM) * ROW_QUANTUM)
+        quantum = self.forward.row_quantum
+        R = min(self.forward.rows_allocated, -(-highest // quantum) * quantum)
         ids = torch.zeros(R, dtype=torch.long)
         positions = torch.full((R,), self.capacity, dtype=torch.long)
         for request in self.running:

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 import torch
 
-from assistant.prompts import fit_answer_messages
+from assistant.prompts import _SYSTEM, fit_answer_messages
 from inference.backends.local import LocalTextGenerator
 from inference.base import GenerationParams, ModelBusy
 from retrieval.search import Hit
@@ -52,6 +52,24 @@ async def test_requests_joining_a_running_batch_keep_their_greedy_text(text_gene
     rest = [text_generator.complete(_messages(q), params) for q in QUESTIONS[1:3]]
     results = await asyncio.gather(first, *rest)
     assert [text for text, _ in results] == alone
+
+
+async def test_a_shared_system_message_is_prefilled_once_and_changes_no_output(text_generator):
+    engine = text_generator.engine
+    params = GenerationParams(max_tokens=16)
+
+    def messages(question: str) -> list[dict[str, str]]:
+        return [{"role": "system", "content": _SYSTEM}, {"role": "user", "content": question}]
+
+    uncached = []
+    for question in QUESTIONS[:4]:
+        engine.prefixes.clear()  # each computes the prefix itself
+        uncached.append((await text_generator.complete(messages(question), params))[0])
+    hits = engine.prefix_hits
+    together = await asyncio.gather(*(text_generator.complete(messages(q), params) for q in QUESTIONS[:4]))
+    assert [text for text, _ in together] == uncached
+    assert engine.prefix_hits - hits == 4
+    assert list(engine.prefixes) == [tuple(engine._encode_system(_SYSTEM))]
 
 
 def test_greedy_engine_output_equals_transformers_generate(text_generator):
@@ -144,9 +162,9 @@ def test_context_guard_trims_history_then_lowest_ranked_chunks_but_never_the_que
 
     messages, sources = fit_answer_messages(question, hits, history, count_tokens=count, budget=800)
     assert messages[-1]["content"] == question
-    assert len(messages) == 2  # system + question: history went first
+    assert len(messages) == 3  # instructions, sources, question: history went first
     kept = [hit.chunk_id for source in sources for hit in source.hits]
     assert kept == [1, 2]  # chunks 3 and 4, the lowest ranked, went next
     assert sum(count(m["content"]) + 8 for m in messages) <= 800
     everything, _ = fit_answer_messages(question, hits, history, count_tokens=count, budget=10_000)
-    assert len(everything) == 4
+    assert len(everything) == 5

@@ -51,7 +51,7 @@ async def test_question_streams_tokens_then_cites_the_right_document(demo_kb, te
     streamed = "".join(f["text"] for f in frames if f["type"] == "token")
     assert answer.text == streamed.strip()
     assert answer.model_version.key == text_generator.model_version
-    assert answer.prompt_template == "answer-v1"
+    assert answer.prompt_template == "answer-v2"
     assert answer.retrieved and answer.completion_tokens and answer.prompt_tokens
     assert str(answer.conversation_id) == frames[0]["id"]
     await communicator.disconnect()

@@ -80,6 +80,8 @@ class LocalTextGenerator(TextGenerator):
             queue_timeout=settings.INFERENCE_QUEUE_TIMEOUT,
             request_timeout=settings.INFERENCE_REQUEST_TIMEOUT,
             prefill_chunk=settings.INFERENCE_PREFILL_CHUNK,
+            prefill_budget=settings.INFERENCE_PREFILL_BUDGET,
+            prefix_cache_tokens=settings.INFERENCE_PREFIX_CACHE_TOKENS,
         )
         self.model_version = manifest.key if manifest else f"chat:{model_dir}"
         self._pump_lock = threading.Lock()
@@ -136,7 +138,8 @@ class LocalTextGenerator(TextGenerator):
         def listener(kind: str, payload) -> None:  # called on the model thread
             loop.call_soon_threadsafe(events.put_nowait, (kind, payload))
 
-        request = engine.submit(prompt_ids, params, listener)  # InputTooLong / ModelBusy at once
+        prefix_len = engine.shared_prefix_len(messages, prompt_ids)
+        request = engine.submit(prompt_ids, params, listener, prefix_len=prefix_len)  # may raise at once
         self._wake()
         decoder = IncrementalDecoder(engine.tokenizer)
         stop_filter = StopStringFilter(params.stop)

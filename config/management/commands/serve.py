@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -103,7 +104,13 @@ class Command(BaseCommand):
             "--without-heartbeat",
             "--hostname=parley-embedded@%h",
         ]
-        return subprocess.Popen(argv, preexec_fn=_die_with_parent)  # noqa: S603,PLW1509
+        # The worker's embedding shares the cores with the web process's model thread: with two
+        # OpenMP pools of 2 threads on 2 cores, both collapse (threads spin at barriers waiting
+        # for a descheduled sibling; benchmarks/RESULTS.md). torch and OpenVINO read this.
+        threads = str(settings.EMBEDDED_WORKER_THREADS)
+        env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        log.info("event=worker_starting threads=%s", threads)
+        return subprocess.Popen(argv, env=env, preexec_fn=_die_with_parent)  # noqa: S603,PLW1509
 
     def _stop_worker(self, worker: subprocess.Popen) -> None:
         if worker.poll() is None:
