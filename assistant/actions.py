@@ -33,14 +33,26 @@ class AnswerEvent:
     data: dict[str, Any]
 
 
-def get_or_start_conversation(conversation_id: str | None, collection: str) -> Conversation:
+def get_or_start_conversation(
+    conversation_id: str | None, collection: str, visitor: str | None = None, site=None
+) -> Conversation:
+    """The conversation, or a new one when id is None. With `visitor`, only that visitor's own
+    conversation is found: someone else's id answers exactly like a missing one."""
     if conversation_id is None:
-        return Conversation.objects.create(collection=collection)
+        return Conversation.objects.create(collection=collection, visitor=visitor or "", site=site)
+    return get_visitor_conversation(conversation_id, visitor)
+
+
+def get_visitor_conversation(conversation_id: Any, visitor: str | None) -> Conversation:
     try:
-        return Conversation.objects.get(pk=uuid.UUID(str(conversation_id)))
+        pk = uuid.UUID(str(conversation_id))
+        conversation = Conversation.objects.select_related("agent", "site").get(pk=pk)
     except (ValueError, Conversation.DoesNotExist) as exc:
         # The same answer for a malformed and a missing id: ids are not to be probed.
         raise ChatError("unknown_conversation", "That conversation does not exist.") from exc
+    if visitor is not None and conversation.visitor != visitor:
+        raise ChatError("unknown_conversation", "That conversation does not exist.")
+    return conversation
 
 
 def _history(conversation: Conversation, before: Message) -> list[tuple[str, str]]:
@@ -74,8 +86,8 @@ def _snippet(text: str, limit: int = 200) -> str:
 
 
 @sync_to_async
-def _begin(conversation_id: str | None, collection: str, text: str):
-    conversation = get_or_start_conversation(conversation_id, collection)
+def _begin(conversation_id: str | None, collection: str, text: str, visitor: str | None, site):
+    conversation = get_or_start_conversation(conversation_id, collection, visitor, site)
     if conversation.status == Conversation.Status.CLOSED:
         raise ChatError("conversation_closed", "This conversation is closed; start a new one.")
     question = Message.objects.create(conversation=conversation, role=Message.Role.USER, text=text)
@@ -121,7 +133,12 @@ def _finish(
 
 
 async def stream_answer(
-    text: str, *, conversation_id: str | None, collection: str = "default"
+    text: str,
+    *,
+    conversation_id: str | None,
+    collection: str = "default",
+    visitor: str | None = None,
+    site=None,
 ) -> AsyncIterator[AnswerEvent]:
     """Answer a visitor's question, yielding events for the client as they happen.
 
@@ -129,7 +146,7 @@ async def stream_answer(
     (status "cancelled", with the text generated so far) or failed.
     """
     started = time.perf_counter()
-    conversation, _question, history, hits = await _begin(conversation_id, collection, text)
+    conversation, _question, history, hits = await _begin(conversation_id, collection, text, visitor, site)
     yield AnswerEvent("conversation", {"id": str(conversation.id)})
 
     generator = await sync_to_async(get_text_generator, thread_sensitive=False)()  # loads once
@@ -167,7 +184,17 @@ async def stream_answer(
             _finish(conversation, answer, generation.usage, sources, status, citations, started)
         )
     yield AnswerEvent("citations", {"items": citations})
-    yield AnswerEvent("done", {"message": str(message.pk), "handoff": False})
+    yield AnswerEvent("done", {"message": str(message.pk), "handoff": offers_person(answer, sources)})
+
+
+_DOES_NOT_KNOW = ("do not know", "don't know", "cannot answer", "can't answer", "not sure", "no information")
+
+
+def offers_person(answer: str, sources: list[Source]) -> bool:
+    """Whether to offer a person under this answer: nothing relevant was retrieved, or the model
+    said it does not know (the prompt tells it to say so rather than guess)."""
+    lowered = answer.lower()
+    return not sources or not answer or any(phrase in lowered for phrase in _DOES_NOT_KNOW)
 
 
 @sync_to_async

@@ -1,8 +1,15 @@
-"""The website chat websocket, `/ws/chat/` (protocol in ARCHITECTURE.md).
+"""The website chat websocket, `/ws/chat/` (protocol in ARCHITECTURE.md and README.md, "Chat
+websocket").
 
 The consumer only parses and validates frames and maps them to actions; every bad frame gets an
 `error` frame and the connection stays open. Answers stream in a task of their own so the socket
 keeps reading (and can be closed) while tokens flow.
+
+Connecting: `?site=KEY` picks the company site (its origins, knowledge base and look), `?visitor=`
+carries the visitor's signed token (assistant/visitors.py; a missing or bad one gets a new one).
+The Origin header must be the Parley host itself, one of WIDGET_ALLOWED_ORIGINS, or one of the
+site's origins; anything else, a missing Origin included, gets an `origin_not_allowed` error and
+the socket is closed (code 4003), so the widget can say why instead of retrying forever.
 """
 
 from __future__ import annotations
@@ -10,70 +17,177 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
+from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.http.request import validate_host
 
-from assistant.actions import do_record_feedback, stream_answer
+from assistant import handoff
+from assistant.actions import (
+    do_record_feedback,
+    get_or_start_conversation,
+    get_visitor_conversation,
+    stream_answer,
+)
 from assistant.errors import ChatError
+from assistant.limits import GenerationSlot, check_rate
+from assistant.models import Conversation, Site
+from assistant.visitors import issue_token, read_token
 from retrieval.models import COLLECTION_NAME
 
 log = logging.getLogger(__name__)
+
+CLOSE_ORIGIN = 4003
+CLOSE_IDLE = 4008
+
+
+def parley_hosts() -> list[str]:
+    hosts = list(settings.ALLOWED_HOSTS)
+    if settings.DEBUG and not hosts:
+        hosts = [".localhost", "127.0.0.1", "[::1]"]
+    return hosts
+
+
+def origin_allowed(origin: str, site: Site | None) -> bool:
+    if not origin:
+        return False
+    origin = origin.rstrip("/").lower()
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return False
+    if validate_host(parts.netloc, parley_hosts()) or validate_host(parts.hostname, parley_hosts()):
+        return True
+    allowed = {o.rstrip("/").lower() for o in settings.WIDGET_ALLOWED_ORIGINS}
+    if site is not None:
+        allowed |= site.origins()
+    return origin in allowed
+
+
+def parse_frame(text_data: str | None, bytes_data: bytes | None) -> dict[str, Any]:
+    """A client frame as a dict, or the ChatError that says what is wrong with it."""
+    if text_data is None:
+        raise ChatError("bad_frame", "Send JSON text frames, not binary.")
+    if len(text_data.encode("utf-8", "surrogatepass")) > settings.CHAT_MAX_FRAME_BYTES:
+        raise ChatError("frame_too_large", f"Frames are limited to {settings.CHAT_MAX_FRAME_BYTES} bytes.")
+    try:
+        frame = json.loads(text_data)
+    except ValueError as exc:
+        raise ChatError("bad_json", "The frame is not valid JSON.") from exc
+    if not isinstance(frame, dict):
+        raise ChatError("bad_frame", 'A frame must be a JSON object with a "type".')
+    return frame
+
+
+@sync_to_async
+def _site(key: str) -> Site | None:
+    return Site.objects.filter(key=key).first() if key else None
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.conversation_id: str | None = None
+        self.group: str | None = None
         self.answer_task: asyncio.Task | None = None
-        # The widget's data-collection arrives as ?collection=...; it picks the knowledge base
-        # for new conversations (a resumed one keeps its own).
+        self.idle_task: asyncio.Task | None = None
+        self.last_seen = time.monotonic()
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
-        self.collection = (query.get("collection") or ["default"])[0]
+        headers = dict(self.scope.get("headers", []))
+        self.site = await _site((query.get("site") or [""])[0][:64])
+        # The widget's data-collection arrives as ?collection=...; it picks the knowledge base
+        # for new conversations (a resumed one keeps its own). A site's own collection wins.
+        self.collection = self.site.collection if self.site else (query.get("collection") or ["default"])[0]
+        self.ip = (self.scope.get("client") or ["unknown"])[0]
         await self.accept()
+        origin = headers.get(b"origin", b"").decode("latin-1")
+        if not origin_allowed(origin, self.site):
+            log.info("event=chat_origin_refused origin=%r site=%s", origin[:100], self.site and self.site.key)
+            await self.send_json(
+                ChatError("origin_not_allowed", "This website may not use this chat.").frame()
+            )
+            await self.close(code=CLOSE_ORIGIN)
+            return
+        self.visitor = read_token((query.get("visitor") or [""])[0])
+        token = (query.get("visitor") or [""])[0]
+        if self.visitor is None:
+            self.visitor, token = issue_token()
+        await self.send_json({"type": "visitor", "token": token})
+        if self.site:
+            await self.send_json({"type": "config", **self.site.widget_config()})
+        self.idle_task = asyncio.create_task(self._close_when_idle())
 
     async def disconnect(self, code: int) -> None:
         if self.answer_task and not self.answer_task.done():
             self.answer_task.cancel()  # frees the model at the next token; the partial is kept
+        if self.idle_task:
+            self.idle_task.cancel()
+        if self.group:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def _close_when_idle(self) -> None:
+        while True:
+            remaining = self.last_seen + settings.CHAT_IDLE_TIMEOUT - time.monotonic()
+            if remaining <= 0 and not (self.answer_task and not self.answer_task.done()):
+                await self.close(code=CLOSE_IDLE)
+                return
+            await asyncio.sleep(max(remaining, 1.0))
 
     async def send_json(self, payload: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(payload))
 
-    async def send_error(self, code: str, message: str) -> None:
-        await self.send_json({"type": "error", "code": code, "message": message})
+    async def send_error(self, error: ChatError) -> None:
+        await self.send_json(error.frame())
+
+    async def chat_frame(self, event: dict[str, Any]) -> None:
+        """A frame for everyone following this conversation (handoff state, agent messages)."""
+        frame = event["frame"]
+        if frame["type"] == "visitor_message":
+            return  # for the agents' consoles; the visitor's own tab already shows it
+        await self.send_json(frame)
+
+    async def _follow(self, conversation_id: str) -> None:
+        """Receive the conversation's group frames (agent messages, handoff state)."""
+        group = handoff.conversation_group(conversation_id)
+        if group != self.group:
+            if self.group:
+                await self.channel_layer.group_discard(self.group, self.channel_name)
+            await self.channel_layer.group_add(group, self.channel_name)
+            self.group = group
+        self.conversation_id = conversation_id
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        self.last_seen = time.monotonic()
         try:
-            frame = self._parse(text_data, bytes_data)
+            frame = parse_frame(text_data, bytes_data)
             kind = frame.get("type")
             if kind == "message":
                 await self._on_message(frame)
             elif kind == "feedback":
                 await self._on_feedback(frame)
             elif kind == "handoff":
-                raise ChatError(
-                    "handoff_unavailable", "Talking to a person is not available on this site yet."
-                )
+                await self._on_handoff(frame)
+            elif kind == "resume":
+                await self._on_resume(frame)
             else:
-                raise ChatError("unknown_type", "Unknown frame type; expected message, feedback or handoff.")
+                raise ChatError(
+                    "unknown_type", "Unknown frame type; expected message, feedback, handoff or resume."
+                )
         except ChatError as exc:
-            await self.send_error(exc.code, exc.message)
+            await self.send_error(exc)
 
-    def _parse(self, text_data: str | None, bytes_data: bytes | None) -> dict[str, Any]:
-        if text_data is None:
-            raise ChatError("bad_frame", "Send JSON text frames, not binary.")
-        if len(text_data.encode("utf-8", "surrogatepass")) > settings.CHAT_MAX_FRAME_BYTES:
-            raise ChatError(
-                "frame_too_large", f"Frames are limited to {settings.CHAT_MAX_FRAME_BYTES} bytes."
-            )
-        try:
-            frame = json.loads(text_data)
-        except ValueError as exc:
-            raise ChatError("bad_json", "The frame is not valid JSON.") from exc
-        if not isinstance(frame, dict):
-            raise ChatError("bad_frame", 'A frame must be a JSON object with a "type".')
-        return frame
+    def _conversation_id(self, frame: dict[str, Any]) -> str | None:
+        conversation = frame.get("conversation", self.conversation_id)
+        if conversation is not None and not isinstance(conversation, str):
+            raise ChatError("unknown_conversation", "That conversation does not exist.")
+        return conversation
+
+    async def _conversation(self, conversation_id: str | None) -> Conversation | None:
+        if conversation_id is None:
+            return None
+        return await sync_to_async(get_visitor_conversation)(conversation_id, self.visitor)
 
     async def _on_message(self, frame: dict[str, Any]) -> None:
         text = frame.get("text")
@@ -84,28 +198,97 @@ class ChatConsumer(AsyncWebsocketConsumer):
             raise ChatError(
                 "message_too_long", f"Messages are limited to {settings.CHAT_MAX_MESSAGE_CHARS} characters."
             )
-        conversation = frame.get("conversation", self.conversation_id)
-        if conversation is not None and not isinstance(conversation, str):
-            raise ChatError("unknown_conversation", "That conversation does not exist.")
+        conversation_id = self._conversation_id(frame)
         if not COLLECTION_NAME.fullmatch(self.collection):
             raise ChatError("unknown_collection", "That knowledge base does not exist.")
         if self.answer_task and not self.answer_task.done():
             raise ChatError("answer_in_progress", "Please wait until the current answer is finished.")
-        self.answer_task = asyncio.create_task(self._answer(text, conversation, self.collection))
+        await sync_to_async(check_rate, thread_sensitive=False)(self.visitor, self.ip)
+        conversation = await self._conversation(conversation_id)
+        if conversation is not None and conversation.status == Conversation.Status.CLOSED:
+            raise ChatError("conversation_closed", "This conversation is closed; start a new one.")
+        if conversation is not None and conversation.status in (
+            Conversation.Status.QUEUED,
+            Conversation.Status.AGENT,
+        ):
+            await self._relay(conversation, text)
+        elif handoff.asks_for_person(text):
+            if conversation is None:
+                conversation = await sync_to_async(get_or_start_conversation)(
+                    None, self.collection, self.visitor, self.site
+                )
+            await self._follow(str(conversation.id))
+            await self.send_json({"type": "conversation", "id": str(conversation.id)})
+            message = await handoff.visitor_message_to_agent(conversation, text)
+            await handoff.request_person(conversation)
+            await self._relayed(message)
+        else:
+            # Cache counters are sub-millisecond calls: made inline, so the slot is free again
+            # the moment the answer's last frame is sent (a thread hop would leave a window).
+            slot = GenerationSlot(self.visitor, self.ip).__enter__()
+            self.answer_task = asyncio.create_task(self._answer(text, conversation_id, slot))
 
-    async def _answer(self, text: str, conversation: str | None, collection: str) -> None:
+    async def _relay(self, conversation: Conversation, text: str) -> None:
+        await self._follow(str(conversation.id))
+        message = await handoff.visitor_message_to_agent(conversation, text)
+        await self.send_json({"type": "conversation", "id": str(conversation.id)})
+        await self._relayed(message)
+
+    async def _relayed(self, message) -> None:
+        """The visitor's message went to a person: no answer from the model follows."""
+        await self.send_json({"type": "done", "message": str(message.pk), "handoff": False, "relayed": True})
+
+    async def _answer(self, text: str, conversation: str | None, slot: GenerationSlot) -> None:
         try:
-            async for event in stream_answer(text, conversation_id=conversation, collection=collection):
+            async for event in stream_answer(
+                text,
+                conversation_id=conversation,
+                collection=self.collection,
+                visitor=self.visitor,
+                site=self.site,
+            ):
                 if event.kind == "conversation":
-                    self.conversation_id = event.data["id"]
+                    await self._follow(event.data["id"])
+                if event.kind == "done":
+                    slot.__exit__(None, None, None)  # before the client can send its next message
                 await self.send_json({"type": event.kind, **event.data})
         except ChatError as exc:
-            await self.send_error(exc.code, exc.message)
+            await self.send_error(exc)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("event=answer_failed")
-            await self.send_error("internal_error", "Something went wrong; please try again.")
+            await self.send_error(ChatError("internal_error", "Something went wrong; please try again."))
+        finally:
+            slot.__exit__(None, None, None)
+
+    async def _on_handoff(self, frame: dict[str, Any]) -> None:
+        conversation = await self._conversation(self._conversation_id(frame))
+        if conversation is None:
+            conversation = await sync_to_async(get_or_start_conversation)(
+                None, self.collection, self.visitor, self.site
+            )
+            await self.send_json({"type": "conversation", "id": str(conversation.id)})
+        await self._follow(str(conversation.id))
+        await handoff.request_person(conversation)  # the state frame comes through the group
+
+    async def _on_resume(self, frame: dict[str, Any]) -> None:
+        conversation = await self._conversation(self._conversation_id(frame))
+        if conversation is None:
+            raise ChatError("unknown_conversation", "That conversation does not exist.")
+        await self._follow(str(conversation.id))
+        messages = await sync_to_async(handoff.history)(conversation)
+        state = handoff.state_frame(conversation)
+        await self.send_json({"type": "conversation", "id": str(conversation.id)})
+        await self.send_json(
+            {
+                "type": "history",
+                "conversation": str(conversation.id),
+                "state": state["state"],
+                "agent": state["agent"],
+                "messages": messages,
+            }
+        )
 
     async def _on_feedback(self, frame: dict[str, Any]) -> None:
         if self.conversation_id is None:

@@ -4,21 +4,67 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.db import models
+from django.utils import timezone
+from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
 from inference.models import ModelVersion
 
 
-class Conversation(models.Model):
+class Site(models.Model):
+    """A company website that embeds the widget: the origins it may connect from, the knowledge
+    base it answers from, and how the widget looks there (a page's data- attributes win)."""
+
+    key = models.SlugField(max_length=64, unique=True, help_text="The widget's data-site value.")
+    name = models.CharField(max_length=200)
+    allowed_origins = models.TextField(
+        blank=True, help_text="One origin per line, e.g. https://www.example.com (scheme, host, port)."
+    )
+    collection = models.SlugField(max_length=64, default="default")
+    title = models.CharField(max_length=80, blank=True)
+    greeting = models.CharField(max_length=300, blank=True)
+    color = models.CharField(max_length=32, blank=True, help_text="A CSS colour, e.g. #2563eb.")
+    language = models.CharField(max_length=8, blank=True, help_text="en, de or fr.")
+
+    def __str__(self) -> str:
+        return self.name
+
+    def origins(self) -> set[str]:
+        lines = self.allowed_origins.splitlines()
+        return {line.strip().rstrip("/").lower() for line in lines if line.strip()}
+
+    def widget_config(self) -> dict[str, str]:
+        return {
+            "title": self.title,
+            "greeting": self.greeting,
+            "color": self.color,
+            "language": self.language,
+        }
+
+
+class Conversation(ConcurrentTransitionMixin, models.Model):
+    """Status is a state machine (django-fsm-2); saving a transition checks that the status is
+    still the one it was read with, so two agents claiming at once cannot both win."""
+
     class Status(models.TextChoices):
         BOT = "bot"  # the assistant answers
-        HANDOFF = "handoff"  # waiting for or talking with a person
+        QUEUED = "queued"  # waiting for a person
+        AGENT = "agent"  # a person has it
         CLOSED = "closed"
 
     # Visitors address their conversation by this id, so it must be unguessable.
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     collection = models.SlugField(max_length=64, default="default")
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.BOT)
+    site = models.ForeignKey(Site, null=True, blank=True, on_delete=models.SET_NULL)
+    # The visitor's id from their signed token (assistant/visitors.py): only they may resume it.
+    visitor = models.CharField(max_length=36, blank=True, db_index=True)
+    status = FSMField(max_length=16, choices=Status.choices, default=Status.BOT)
+    agent = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    handoff_at = models.DateTimeField(null=True, blank=True)  # first time a person was asked for
+    closed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -27,6 +73,22 @@ class Conversation(models.Model):
 
     def __str__(self) -> str:
         return f"Conversation {self.id}"
+
+    @transition(field=status, source=[Status.BOT, Status.QUEUED], target=Status.QUEUED)
+    def request_person(self) -> None:
+        self.handoff_at = self.handoff_at or timezone.now()
+
+    @transition(field=status, source=Status.QUEUED, target=Status.AGENT)
+    def claim(self, agent) -> None:
+        self.agent = agent
+
+    @transition(field=status, source=[Status.QUEUED, Status.AGENT], target=Status.BOT)
+    def hand_back(self) -> None:
+        self.agent = None
+
+    @transition(field=status, source=[Status.BOT, Status.QUEUED, Status.AGENT], target=Status.CLOSED)
+    def close(self) -> None:
+        self.closed_at = timezone.now()
 
 
 class Message(models.Model):
@@ -42,6 +104,9 @@ class Message(models.Model):
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
     role = models.CharField(max_length=16, choices=Role.choices)
+    author = models.ForeignKey(  # the agent who wrote an agent message
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     text = models.TextField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.templatetags.static import static
 from django.views.decorators.http import require_GET
 
+from config.roles import AGENT, has_role
 from retrieval.models import Document
 
 
@@ -29,3 +32,12 @@ def kb_document(request: HttpRequest, document_id: int) -> HttpResponse:
     except Document.DoesNotExist as exc:
         raise Http404("No such document") from exc
     return render(request, "kb_document.html", {"document": document, "chunks": document.chunks.all()})
+
+
+@require_GET
+@login_required
+def console(request: HttpRequest) -> HttpResponse:
+    """The agents' live chat console (staff with the agent role)."""
+    if not has_role(request.user, AGENT):
+        raise PermissionDenied("This page is for agents.")
+    return render(request, "console/index.html")

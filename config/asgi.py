@@ -1,8 +1,9 @@
 """ASGI entry point: HTTP through Django, websockets through Channels.
 
-Websockets pass an Origin check first: the Parley host itself (ALLOWED_HOSTS, exactly what
-channels' AllowedHostsOriginValidator allows) plus the company sites listed in
-WIDGET_ALLOWED_ORIGINS, because the widget runs on those pages and connects from there.
+Origin checks: the chat websocket checks the Origin itself (assistant/consumers.py: the Parley
+host, WIDGET_ALLOWED_ORIGINS and each site's own origins, with an error frame a widget can show);
+the agents' console websocket only accepts the Parley host's own pages (channels'
+OriginValidator over ALLOWED_HOSTS).
 """
 
 from __future__ import annotations
@@ -16,25 +17,12 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import OriginValidator  # noqa: E402
-from django.conf import settings  # noqa: E402
 
 from assistant.routing import websocket_urlpatterns  # noqa: E402
-
-
-def allowed_websocket_origins() -> list[str]:
-    hosts = list(settings.ALLOWED_HOSTS)
-    if settings.DEBUG and not hosts:
-        hosts = [".localhost", "127.0.0.1", "[::1]"]
-    return hosts + list(settings.WIDGET_ALLOWED_ORIGINS)
-
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": OriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
-            allowed_websocket_origins(),
-        ),
+        "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
     }
 )

@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "retrieval",
     "assistant",
     "content",
+    "csp",
 ]
 
 MIDDLEWARE = [
@@ -77,9 +78,30 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
 ]
 
+# Content-Security-Policy on every page we serve (django-csp): our own scripts only, no inline
+# script, no third-party anything. Styles may be inline (the pages' own <style> blocks and the
+# widget's shadow-root stylesheet); images only from us or data: URLs, so model output can never
+# make a browser fetch an attacker's URL.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+
 ROOT_URLCONF = "config.urls"
+LOGIN_URL = "admin:login"  # staff sign in once, for the admin and the console alike
 ASGI_APPLICATION = "config.asgi.application"
 
 TEMPLATES = [
@@ -231,6 +253,15 @@ CHAT_MAX_ANSWER_TOKENS = envint("CHAT_MAX_ANSWER_TOKENS", 200, minimum=1)
 CHAT_RETRIEVAL_K = envint("CHAT_RETRIEVAL_K", 3, minimum=1)
 CHAT_HISTORY_TURNS = envint("CHAT_HISTORY_TURNS", 4, minimum=0)
 CHAT_REPETITION_PENALTY = envfloat("CHAT_REPETITION_PENALTY", 1.15)
+# Abuse limits, per visitor token AND per IP address (assistant/limits.py), and the idle timeout
+# after which a silent websocket is closed (the widget reconnects when the visitor comes back).
+CHAT_MESSAGES_PER_MINUTE = envint("CHAT_MESSAGES_PER_MINUTE", 20, minimum=1)
+CHAT_MESSAGES_PER_MINUTE_PER_IP = envint("CHAT_MESSAGES_PER_MINUTE_PER_IP", 60, minimum=1)
+CHAT_CONCURRENT_ANSWERS_PER_VISITOR = envint("CHAT_CONCURRENT_ANSWERS_PER_VISITOR", 1, minimum=1)
+CHAT_CONCURRENT_ANSWERS_PER_IP = envint("CHAT_CONCURRENT_ANSWERS_PER_IP", 4, minimum=1)
+CHAT_IDLE_TIMEOUT = envint("CHAT_IDLE_TIMEOUT", 900, minimum=10)
+# Conversations (and visitor tokens) older than this are purged.
+CHAT_RETENTION_DAYS = envint("CHAT_RETENTION_DAYS", 180, minimum=1)
 
 # --- Security --------------------------------------------------------------------------------
 # Behind TLS (the production default when DEBUG is off) cookies are secure and HTTP redirects.

@@ -21,6 +21,8 @@ async def connect(origin: tuple[bytes, bytes] = ORIGIN) -> WebsocketCommunicator
     communicator = WebsocketCommunicator(application, "/ws/chat/", headers=[origin])
     connected, _ = await communicator.connect()
     assert connected
+    hello = await communicator.receive_json_from(timeout=10)
+    assert hello["type"] == "visitor" and hello["token"]  # every connection learns its visitor token
     return communicator
 
 
@@ -156,15 +158,17 @@ async def test_leaving_mid_answer_keeps_the_partial_answer(demo_kb, text_generat
 async def test_a_collection_name_that_is_not_a_slug_is_refused(demo_kb):
     communicator = WebsocketCommunicator(application, "/ws/chat/?collection=../../etc", headers=[ORIGIN])
     assert (await communicator.connect())[0]
+    assert (await communicator.receive_json_from(timeout=10))["type"] == "visitor"
     await communicator.send_json_to({"type": "message", "text": "hello"})
     frame = await communicator.receive_json_from(timeout=10)
     assert frame["code"] == "unknown_collection"
     await communicator.disconnect()
 
 
-async def test_a_foreign_origin_is_rejected():
-    communicator = WebsocketCommunicator(
-        application, "/ws/chat/", headers=[(b"origin", b"https://evil.example")]
-    )
+@pytest.mark.parametrize("headers", [[(b"origin", b"https://evil.example")], []], ids=["foreign", "missing"])
+async def test_a_foreign_or_missing_origin_gets_a_clear_error_and_is_closed(headers):
+    communicator = WebsocketCommunicator(application, "/ws/chat/", headers=headers)
     connected, _ = await communicator.connect()
-    assert not connected
+    assert connected  # accepted only to say why: a refused handshake tells the widget nothing
+    assert (await communicator.receive_json_from(timeout=10))["code"] == "origin_not_allowed"
+    assert (await communicator.receive_output(timeout=10))["type"] == "websocket.close"

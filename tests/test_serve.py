@@ -43,6 +43,7 @@ def test_home_page_loads_the_widget_with_one_script_tag(live_parley):
 def test_a_question_over_a_real_websocket_is_answered_with_a_source(live_parley):
     ws_url = live_parley.url.replace("http", "ws") + "/ws/chat/"
     with connect(ws_url, origin=live_parley.url, open_timeout=30) as socket:
+        assert json.loads(socket.recv(timeout=30))["type"] == "visitor"  # the signed visitor token
         socket.send(json.dumps({"type": "message", "text": "How long does a refund take?"}))
         frames = []
         while not frames or frames[-1]["type"] not in ("done", "error"):

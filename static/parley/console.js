@@ -1,0 +1,135 @@
+/*
+ * The agents' console: the live queue and one open conversation, over /ws/console/.
+ * Every text from visitors, the model or agents goes in with textContent, never as HTML.
+ */
+(function () {
+  "use strict";
+  var queue = {}, me = null, current = null, socket = null, backoff = 500;
+  var $ = function (id) { return document.getElementById(id); };
+
+  function send(frame) { if (socket && socket.readyState === 1) socket.send(JSON.stringify(frame)); }
+
+  function connect() {
+    var scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    socket = new WebSocket(scheme + location.host + "/ws/console/");
+    socket.onopen = function () {
+      backoff = 500;
+      $("connection").textContent = "Connected";
+      if (current) send({ type: "open", conversation: current });
+    };
+    socket.onclose = function () {
+      $("connection").textContent = "Reconnecting…";
+      setTimeout(connect, backoff);
+      backoff = Math.min(backoff * 2, 30000);
+    };
+    socket.onmessage = function (event) { handle(JSON.parse(event.data)); };
+  }
+
+  function handle(frame) {
+    if (frame.type === "queue") {
+      me = frame.me; queue = {};
+      frame.conversations.forEach(function (c) { queue[c.id] = c; });
+      renderQueue();
+    } else if (frame.type === "changed") {
+      var c = frame.conversation;
+      if (c.status === "queued" || c.status === "agent") queue[c.id] = c; else delete queue[c.id];
+      renderQueue();
+      if (c.id === current) { queue[c.id] = queue[c.id] || c; renderButtons(c); note(stateText(c)); }
+    } else if (frame.type === "history") {
+      if (frame.conversation.id !== current) return;
+      $("log").textContent = "";
+      frame.messages.forEach(function (m) { add(m.role, m.text, m.agent, m.citations); });
+      renderButtons(frame.conversation);
+    } else if (frame.type === "visitor_message" && frame.conversation === current) {
+      add("user", frame.text);
+    } else if (frame.type === "agent_message") {
+      add("agent", frame.text, frame.agent);
+    } else if (frame.type === "error") {
+      $("error").textContent = frame.message;
+    }
+  }
+
+  function stateText(c) {
+    if (c.status === "queued") return "Waiting for an agent";
+    if (c.status === "agent") return (c.agent || "An agent") + " has this conversation";
+    if (c.status === "bot") return "Handed back to the assistant";
+    return "Closed";
+  }
+
+  function renderQueue() {
+    var list = $("queue");
+    list.textContent = "";
+    Object.keys(queue).sort(function (a, b) {
+      return (queue[a].waiting_since || "").localeCompare(queue[b].waiting_since || "");
+    }).forEach(function (id) {
+      var c = queue[id], item = document.createElement("button");
+      item.className = "queue-item"; item.type = "button"; item.setAttribute("role", "listitem");
+      item.setAttribute("aria-current", id === current ? "true" : "false");
+      item.dataset.id = id;
+      var badge = document.createElement("span");
+      badge.className = "badge" + (c.status === "agent" ? " agent" : "");
+      badge.textContent = c.status === "agent" ? (c.agent || "taken") : "waiting";
+      var line = document.createElement("div");
+      line.textContent = c.last || "(no message yet)";
+      item.appendChild(badge); item.appendChild(document.createTextNode(" " + (c.site || c.collection)));
+      item.appendChild(line);
+      item.addEventListener("click", function () { open(id); });
+      list.appendChild(item);
+    });
+    if (!list.childNodes.length) list.textContent = "Nobody is waiting.";
+  }
+
+  function open(id) {
+    current = id; $("error").textContent = "";
+    $("chat-title").textContent = "Conversation " + id.slice(0, 8);
+    renderQueue();
+    send({ type: "open", conversation: id });
+  }
+
+  function renderButtons(c) {
+    var mine = c.status === "agent" && c.agent_id === me;
+    $("claim").disabled = c.status !== "queued";
+    $("hand-back").disabled = !mine && c.status !== "queued";
+    $("close").disabled = c.status === "closed" || (c.status === "agent" && !mine);
+    $("reply").disabled = $("send").disabled = !mine;
+  }
+
+  function add(role, text, agent, citations) {
+    var bubble = document.createElement("div");
+    bubble.className = "msg " + role;
+    var who = document.createElement("span");
+    who.className = "who";
+    who.textContent = role === "user" ? "Visitor" : role === "agent" ? (agent || "Agent") : "Assistant";
+    bubble.appendChild(who);
+    bubble.appendChild(document.createTextNode(text));
+    if (citations && citations.length) {
+      var sources = document.createElement("div");
+      sources.className = "sources";
+      sources.textContent = "Sources: " + citations.map(function (s) { return "[" + s.n + "] " + s.title; }).join("; ");
+      bubble.appendChild(sources);
+    }
+    $("log").appendChild(bubble);
+    $("log").scrollTop = $("log").scrollHeight;
+  }
+
+  function note(text) {
+    var p = document.createElement("p");
+    p.className = "status"; p.textContent = text;
+    $("log").appendChild(p);
+  }
+
+  $("claim").addEventListener("click", function () { $("error").textContent = ""; send({ type: "claim", conversation: current }); });
+  $("hand-back").addEventListener("click", function () { send({ type: "hand_back", conversation: current }); });
+  $("close").addEventListener("click", function () { send({ type: "close", conversation: current }); });
+  $("reply-form").addEventListener("submit", function (event) {
+    event.preventDefault();
+    var text = $("reply").value.trim();
+    if (!text || !current) return;
+    send({ type: "reply", conversation: current, text: text });
+    $("reply").value = "";
+  });
+  $("reply").addEventListener("keydown", function (event) {
+    if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); $("reply-form").requestSubmit(); }
+  });
+  connect();
+})();
