@@ -36,6 +36,7 @@ from assistant.actions import (
 from assistant.errors import ChatError
 from assistant.limits import GenerationSlot, check_rate
 from assistant.models import Conversation, Site
+from assistant.privacy import erase_visitor, export_visitor
 from assistant.visitors import issue_token, read_token
 from retrieval.models import COLLECTION_NAME
 
@@ -171,9 +172,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 await self._on_handoff(frame)
             elif kind == "resume":
                 await self._on_resume(frame)
+            elif kind == "export":
+                data = await sync_to_async(export_visitor)(self.visitor)
+                await self.send_json({"type": "export", "data": data})
+            elif kind == "erase":
+                await self._on_erase()
             else:
                 raise ChatError(
-                    "unknown_type", "Unknown frame type; expected message, feedback, handoff or resume."
+                    "unknown_type",
+                    "Unknown frame type; expected message, feedback, handoff, resume, export or erase.",
                 )
         except ChatError as exc:
             await self.send_error(exc)
@@ -289,6 +296,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 "messages": messages,
             }
         )
+
+    async def _on_erase(self) -> None:
+        """The visitor's right to erasure: every conversation under their token, now."""
+        if self.answer_task and not self.answer_task.done():
+            self.answer_task.cancel()
+            await asyncio.gather(self.answer_task, return_exceptions=True)
+        count = await sync_to_async(erase_visitor)(self.visitor)
+        if self.group:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+        self.group = self.conversation_id = None
+        await self.send_json({"type": "erased", "conversations": count})
 
     async def _on_feedback(self, frame: dict[str, Any]) -> None:
         if self.conversation_id is None:

@@ -101,9 +101,11 @@ def _unexpected(request, exc):
 
 
 def register_routers() -> None:
+    from assistant.api import router as assistant_router
     from retrieval.api import router as retrieval_router
 
     api.add_router("/", retrieval_router)
+    api.add_router("/", assistant_router)
 
 
 register_routers()

@@ -171,6 +171,9 @@ if CELERY_RESULT_BACKEND.startswith("file://"):
 CELERY_TASK_ACKS_LATE = True  # a task killed mid-way is redelivered, not lost
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BEAT_SCHEDULE = {
+    "purge-expired-conversations": {"task": "assistant.purge_expired_conversations", "schedule": 6 * 3600},
+}
 # Threads for torch/OpenVINO in the worker that `manage.py serve` starts beside the web process.
 EMBEDDED_WORKER_THREADS = envint("EMBEDDED_WORKER_THREADS", 1, minimum=1)
 CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", False)

@@ -103,6 +103,9 @@ class Command(BaseCommand):
             "--without-mingle",
             "--without-heartbeat",
             "--hostname=parley-embedded@%h",
+            # Beat inside the worker: scheduled jobs (the retention purge) without another process.
+            "--beat",
+            f"--schedule={settings.CELERY_DATA_DIR / 'beat-schedule'}",
         ]
         # The worker's embedding shares the cores with the web process's model thread: with two
         # OpenMP pools of 2 threads on 2 cores, both collapse (threads spin at barriers waiting
