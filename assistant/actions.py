@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -17,7 +18,8 @@ from django.conf import settings
 from django.db import transaction
 
 from assistant.errors import ChatError
-from assistant.models import Conversation, Feedback, Message
+from assistant.models import Conversation, Feedback, Message, PinnedAnswer
+from assistant.pinned import find_pinned
 from assistant.prompts import ANSWER_TEMPLATE_VERSION, Source, fit_answer_messages
 from inference.actions import version_for_key
 from inference.base import GenerationParams, InferenceError, Usage
@@ -91,8 +93,13 @@ def _begin(conversation_id: str | None, collection: str, text: str, visitor: str
     if conversation.status == Conversation.Status.CLOSED:
         raise ChatError("conversation_closed", "This conversation is closed; start a new one.")
     question = Message.objects.create(conversation=conversation, role=Message.Role.USER, text=text)
-    hits = search(text, collection=conversation.collection, k=settings.CHAT_RETRIEVAL_K)
-    return conversation, question, _history(conversation, question), hits
+    pinned = find_pinned(text, conversation.collection)
+    if pinned is not None:
+        return conversation, question, [], [], pinned
+    history = _history(conversation, question)
+    query = retrieval_query(text, history)
+    hits = search(query, collection=conversation.collection, k=settings.CHAT_RETRIEVAL_K)
+    return conversation, question, history, hits, None
 
 
 @sync_to_async
@@ -146,8 +153,14 @@ async def stream_answer(
     (status "cancelled", with the text generated so far) or failed.
     """
     started = time.perf_counter()
-    conversation, _question, history, hits = await _begin(conversation_id, collection, text, visitor, site)
+    conversation, _question, history, hits, pinned = await _begin(
+        conversation_id, collection, text, visitor, site
+    )
     yield AnswerEvent("conversation", {"id": str(conversation.id)})
+    if pinned is not None:
+        async for event in _pinned_answer(conversation, *pinned, started):
+            yield event
+        return
 
     generator = await sync_to_async(get_text_generator, thread_sensitive=False)()  # loads once
     messages, sources = fit_answer_messages(
@@ -185,6 +198,54 @@ async def stream_answer(
         )
     yield AnswerEvent("citations", {"items": citations})
     yield AnswerEvent("done", {"message": str(message.pk), "handoff": offers_person(answer, sources)})
+
+
+async def _pinned_answer(conversation: Conversation, pinned: PinnedAnswer, score: float, started: float):
+    """A curated answer, as written, with its source; the model is not asked."""
+    citations = []
+    if pinned.source_title or pinned.source_url:
+        citations = [
+            {
+                "n": 1,
+                "title": pinned.source_title or pinned.source_url,
+                "url": pinned.source_url,
+                "section": "",
+                "snippet": "",
+            }
+        ]
+    yield AnswerEvent("token", {"text": pinned.answer})
+    message = await sync_to_async(Message.objects.create)(
+        conversation=conversation,
+        role=Message.Role.ASSISTANT,
+        text=pinned.answer,
+        prompt_template=f"pinned:{pinned.pk}",
+        retrieved=[{"pinned": pinned.pk, "score": round(score, 4)}],
+        citations=citations,
+        latency_ms=round((time.perf_counter() - started) * 1000),
+        finish_reason="pinned",
+    )
+    await Conversation.objects.filter(pk=conversation.pk).aupdate(updated_at=message.created_at)
+    yield AnswerEvent("citations", {"items": citations})
+    yield AnswerEvent("done", {"message": str(message.pk), "handoff": False})
+
+
+_FOLLOW_UP = re.compile(
+    r"\b(it|its|it's|that|this|those|these|they|them|their|one|ones|there|he|she|also|too|else|more)\b",
+    re.IGNORECASE,
+)
+
+
+def retrieval_query(question: str, history: list[tuple[str, str]]) -> str:
+    """The text to search with. A follow-up ("How much is the fastest one?") leans on the
+    conversation, so the visitor's previous question is searched with it; a question that
+    stands on its own is searched alone. (A rewrite by the 135M chat model was not reliable
+    enough to trust: it invents details; this keeps the visitor's own words.)"""
+    previous = next((text for role, text in reversed(history) if role == "user"), None)
+    if previous is None:
+        return question
+    if len(question.split()) <= 6 or _FOLLOW_UP.search(question):
+        return f"{previous}\n{question}"
+    return question
 
 
 _DOES_NOT_KNOW = ("do not know", "don't know", "cannot answer", "can't answer", "not sure", "no information")

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from assistant.models import Conversation, Feedback, Message
+from assistant.models import Conversation, Feedback, Message, PinnedAnswer, Site
 
 
 class MessageInline(admin.TabularInline):
@@ -22,3 +22,23 @@ class ConversationAdmin(admin.ModelAdmin):
 class FeedbackAdmin(admin.ModelAdmin):
     list_display = ("message", "value", "created_at")
     list_filter = ("value",)
+
+
+@admin.register(Site)
+class SiteAdmin(admin.ModelAdmin):
+    list_display = ("name", "key", "collection", "language")
+    search_fields = ("name", "key")
+
+
+@admin.register(PinnedAnswer)
+class PinnedAnswerAdmin(admin.ModelAdmin):
+    """Curated answers; whoever saves one is recorded as its approver."""
+
+    list_display = ("question", "collection", "active", "approved_by", "updated_at")
+    list_filter = ("active", "collection")
+    search_fields = ("question", "paraphrases", "answer")
+    readonly_fields = ("approved_by", "created_at", "updated_at")
+
+    def save_model(self, request, obj, form, change):
+        obj.approved_by = request.user
+        super().save_model(request, obj, form, change)

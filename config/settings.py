@@ -263,6 +263,12 @@ CHAT_MESSAGES_PER_MINUTE_PER_IP = envint("CHAT_MESSAGES_PER_MINUTE_PER_IP", 60, 
 CHAT_CONCURRENT_ANSWERS_PER_VISITOR = envint("CHAT_CONCURRENT_ANSWERS_PER_VISITOR", 1, minimum=1)
 CHAT_CONCURRENT_ANSWERS_PER_IP = envint("CHAT_CONCURRENT_ANSWERS_PER_IP", 4, minimum=1)
 CHAT_IDLE_TIMEOUT = envint("CHAT_IDLE_TIMEOUT", 900, minimum=10)
+# A pinned answer is given when a question's embedding has at least this cosine similarity with
+# the pinned question or one of its paraphrases. all-MiniLM-L6-v2, measured against "What are
+# your opening hours?" / "When are you open?": "when is the shop open" 0.77, "what are your
+# hours" 0.71; "When do you close the support line?" 0.42, "Are you open to new partnerships?"
+# 0.32 (tests/test_pinned.py). Raise it to pin more strictly.
+CHAT_PINNED_THRESHOLD = envfloat("CHAT_PINNED_THRESHOLD", 0.7)
 # Conversations (and visitor tokens) older than this are purged.
 CHAT_RETENTION_DAYS = envint("CHAT_RETENTION_DAYS", 180, minimum=1)
 
