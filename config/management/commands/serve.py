@@ -19,6 +19,8 @@ import uvicorn
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from config import logfilters
+
 log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
@@ -66,6 +68,7 @@ class Command(BaseCommand):
                 timeout_graceful_shutdown=10,
             )
         )
+        logfilters.install("uvicorn.error", "uvicorn.access")  # after uvicorn configured its logging
         self.stdout.write(f"Parley serving on http://{host}:{port}/ (Ctrl-C to stop)")
         self.stdout.flush()
         try:
