@@ -134,6 +134,7 @@ def _finish(
             else None,
             latency_ms=round((time.perf_counter() - started) * 1000),
             finish_reason=usage.finish_reason if usage else "",
+            unanswered=status == Message.Status.COMPLETE and offers_person(text, sources),
         )
         Conversation.objects.filter(pk=conversation.pk).update(updated_at=message.created_at)
     return message

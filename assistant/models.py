@@ -120,6 +120,9 @@ class Message(models.Model):
     first_token_ms = models.PositiveIntegerField(null=True, blank=True)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     finish_reason = models.CharField(max_length=16, blank=True)
+    # The assistant could not answer (nothing retrieved, or it said it does not know) and offered
+    # a person: the knowledge base's gaps, for the console's analytics.
+    unanswered = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["created_at", "id"]

@@ -1,6 +1,9 @@
-"""Public pages: the demo company site (with the widget) and cited knowledge-base documents."""
+"""Pages: the demo company site (with the widget), cited knowledge-base documents, and the agents'
+console (live chats, analytics and exports)."""
 
 from __future__ import annotations
+
+import csv
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -9,6 +12,7 @@ from django.shortcuts import render
 from django.templatetags.static import static
 from django.views.decorators.http import require_GET
 
+from assistant import analytics
 from config.roles import AGENT, has_role
 from retrieval.models import Document
 
@@ -38,6 +42,60 @@ def kb_document(request: HttpRequest, document_id: int) -> HttpResponse:
 @login_required
 def console(request: HttpRequest) -> HttpResponse:
     """The agents' live chat console (staff with the agent role)."""
+    _agent_only(request)
+    return render(request, "console/index.html")
+
+
+def _agent_only(request: HttpRequest) -> None:
     if not has_role(request.user, AGENT):
         raise PermissionDenied("This page is for agents.")
-    return render(request, "console/index.html")
+
+
+def _days(request: HttpRequest) -> int:
+    try:
+        return min(max(int(request.GET.get("days", "30")), 1), 3650)
+    except ValueError:
+        return 30
+
+
+@require_GET
+@login_required
+def console_analytics(request: HttpRequest) -> HttpResponse:
+    """What the assistant is worth: resolution, handoffs, thumbs-down, questions and gaps."""
+    _agent_only(request)
+    return render(request, "console/analytics.html", {"stats": analytics.summary(_days(request))})
+
+
+EXPORTS = {
+    "feedback": (analytics.feedback_rows, analytics.FEEDBACK_FIELDS),
+    "conversations": (analytics.conversation_rows, analytics.CONVERSATION_FIELDS),
+}
+
+
+@require_GET
+@login_required
+def console_export(request: HttpRequest, what: str, fmt: str) -> HttpResponse:
+    """Feedback or conversations of the last ?days=N days as CSV or JSON."""
+    _agent_only(request)
+    if what not in EXPORTS or fmt not in ("csv", "json"):
+        raise Http404("No such export")
+    rows_for, fields = EXPORTS[what]
+    rows = rows_for(_days(request))
+    filename = f"parley-{what}.{fmt}"
+    if fmt == "json":
+        response = JsonResponse(rows, safe=False)
+    else:
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        writer = csv.DictWriter(response, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+def _cell(value):
+    """Visitors' words go into spreadsheets: a leading = + - @ would run as a formula (OWASP
+    "CSV injection"), so such text gets a leading apostrophe."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
