@@ -2,34 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 
 import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def test_visitor_opens_the_widget_asks_and_sees_the_answer_grow_with_a_source(live_parley, browser, tmp_path):
@@ -58,3 +35,76 @@ def test_visitor_opens_the_widget_asks_and_sees_the_answer_grow_with_a_source(li
     # The page's own styles did not leak into the widget and vice versa.
     assert page.evaluate("getComputedStyle(document.body).fontFamily") != ""
     page.close()
+
+
+def _shell(server, code: str) -> str:
+    return server.manage("shell", "-c", code).stdout
+
+
+def test_widget_on_another_origin_answers_then_an_agent_takes_over(live_parley, browser, tmp_path):
+    from tests.conftest import StaticSite
+
+    company = StaticSite(tmp_path)
+    (tmp_path / "index.html").write_text(
+        "<!doctype html><html lang='en'><head><title>Acme</title></head><body><h1>Acme Broadband</h1>"
+        f'<script src="{live_parley.url}/static/parley/widget.js" data-parley-host="{live_parley.url}"'
+        ' data-site="acme" async></script></body></html>'
+    )
+    _shell(
+        live_parley,
+        "from assistant.models import Site; from django.contrib.auth.models import Group, User;"
+        "Site.objects.update_or_create(key='acme', defaults=dict(name='Acme',"
+        f" allowed_origins='{company.url}', title='Acme help'));"
+        "u = User.objects.create_user('ana', password='correct horse battery staple', is_staff=True,"
+        " first_name='Ana'); u.groups.add(Group.objects.get_or_create(name='agent')[0])",
+    )
+    try:
+        visitor = browser.new_context().new_page()
+        visitor.goto(company.url + "/index.html")
+        visitor.locator(".parley-launcher").click()
+        visitor.locator(".parley-title").filter(has_text="Acme help").wait_for()  # the site's own look
+        visitor.locator(".parley-input").fill("How long does a refund take?")
+        visitor.locator(".parley-input").press("Enter")
+        source = visitor.locator(".parley-source").first
+        source.wait_for(timeout=180_000)
+        assert "efund" in source.inner_text()
+
+        visitor.locator(".parley-handoff").click()  # "Talk to a person"
+        agent = browser.new_context().new_page()
+        agent.goto(live_parley.url + "/admin/login/?next=/console/")
+        agent.locator("#id_username").fill("ana")
+        agent.locator("#id_password").fill("correct horse battery staple")
+        agent.locator("input[type=submit]").click()
+        agent.wait_for_url("**/console/")
+        agent.locator(".queue-item").first.click()
+        agent.locator("#claim:not([disabled])").click()
+        agent.locator("#reply:not([disabled])").fill("Hello, this is Ana. Happy to help with your refund.")
+        agent.locator("#reply").press("Enter")
+
+        reply = visitor.locator(".parley-agent").filter(has_text="Happy to help")
+        reply.wait_for(timeout=15_000)
+        assert "Ana" in reply.inner_text()
+    finally:
+        company.close()
+
+
+def test_the_widget_survives_a_server_restart_mid_conversation(live_parley, browser):
+    page = browser.new_context().new_page()
+    page.goto(live_parley.url + "/")
+    page.locator(".parley-launcher").click()
+    page.locator(".parley-input").fill("What are your opening hours?")
+    page.locator(".parley-input").press("Enter")
+    page.locator(".parley-bot .parley-source").first.wait_for(timeout=180_000)
+    conversation = page.evaluate("localStorage.getItem('parley:conversation:default')")
+    assert conversation
+
+    live_parley.stop()
+    live_parley.start()
+
+    # The widget reconnects by itself, resumes, and the conversation goes on.
+    page.locator(".parley-input").fill("And on Sundays?")
+    page.locator(".parley-input").press("Enter")
+    page.locator(".parley-user").filter(has_text="And on Sundays?").wait_for(timeout=60_000)
+    page.locator(".parley-bot").nth(1).locator(".parley-source").first.wait_for(timeout=180_000)
+    assert page.evaluate("localStorage.getItem('parley:conversation:default')") == conversation
+    assert page.locator(".parley-user").filter(has_text="opening hours").count() == 1  # history kept

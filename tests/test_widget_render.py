@@ -10,17 +10,14 @@ and the model, is covered by tests/test_browser.py.
 
 from __future__ import annotations
 
-import functools
 import html
 import shutil
-import threading
 from dataclasses import dataclass
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.conftest import StaticSite
 
 pytestmark = pytest.mark.browser
 
@@ -78,11 +75,6 @@ PAGE = """<!doctype html>
 SHADOW = "document.getElementById('parley-widget').shadowRoot"
 
 
-class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - the base class's signature
-        pass
-
-
 @dataclass
 class Site:
     root: Path
@@ -103,22 +95,9 @@ def site(tmp_path_factory):
     root = tmp_path_factory.mktemp("site")
     (root / "static" / "parley").mkdir(parents=True)
     shutil.copy(WIDGET, root / "static" / "parley" / "widget.js")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield Site(root, f"http://127.0.0.1:{server.server_port}")
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    server = StaticSite(root)
+    yield Site(root, server.url)
+    server.close()
 
 
 @pytest.fixture
