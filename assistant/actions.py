@@ -18,13 +18,14 @@ from django.conf import settings
 from django.db import transaction
 
 from assistant.errors import ChatError
+from assistant.guard import AnswerGuard, screen_hits
 from assistant.models import Conversation, Feedback, Message, PinnedAnswer
 from assistant.pinned import find_pinned
-from assistant.prompts import ANSWER_TEMPLATE_VERSION, Source, fit_answer_messages
+from assistant.prompts import ANSWER_TEMPLATE_VERSION, INSTRUCTIONS, Source, fit_answer_messages
 from inference.actions import version_for_key
 from inference.base import GenerationParams, InferenceError, Usage
 from inference.services import get_text_generator
-from retrieval.search import search
+from retrieval.search import Hit, search
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ def _finish(
     status: str,
     citations: list[dict[str, Any]],
     started: float,
+    excluded: list[Hit] = (),
 ) -> Message:
     with transaction.atomic():
         version = version_for_key(usage.model_version, "chat") if usage else None
@@ -125,6 +127,10 @@ def _finish(
                 {"chunk": hit.chunk_id, "score": round(hit.score, 4), "source": s.n}
                 for s in sources
                 for hit in s.hits
+            ]
+            + [
+                {"chunk": hit.chunk_id, "score": round(hit.score, 4), "excluded": "instructions"}
+                for hit in excluded
             ],
             citations=citations,
             prompt_tokens=usage.prompt_tokens if usage else None,
@@ -164,6 +170,12 @@ async def stream_answer(
         return
 
     generator = await sync_to_async(get_text_generator, thread_sensitive=False)()  # loads once
+    hits, excluded = screen_hits(hits)
+    if excluded:
+        log.warning(
+            "event=passages_excluded reason=instructions chunks=%s",
+            ",".join(str(h.chunk_id) for h in excluded),
+        )
     messages, sources = fit_answer_messages(
         text,
         hits,
@@ -182,10 +194,20 @@ async def stream_answer(
     parts: list[str] = []
     citations = citation_items(sources)
     status = Message.Status.FAILED
+    guard = AnswerGuard(INSTRUCTIONS)
     try:
         async for delta in generation:
-            parts.append(delta)
-            yield AnswerEvent("token", {"text": delta})
+            safe = guard.feed(delta)
+            if safe:
+                parts.append(safe)
+                yield AnswerEvent("token", {"text": safe})
+            if guard.leaked:
+                await generation.deltas.aclose()  # stop the model: nothing more is sent
+                break
+        tail = guard.flush()
+        if tail:
+            parts.append(tail)
+            yield AnswerEvent("token", {"text": tail})
         status = Message.Status.COMPLETE
     except InferenceError as exc:
         raise ChatError(exc.code, exc.message) from exc
@@ -195,7 +217,7 @@ async def stream_answer(
     finally:
         answer = "".join(parts).strip()
         message = await asyncio.shield(
-            _finish(conversation, answer, generation.usage, sources, status, citations, started)
+            _finish(conversation, answer, generation.usage, sources, status, citations, started, excluded)
         )
     yield AnswerEvent("citations", {"items": citations})
     yield AnswerEvent("done", {"message": str(message.pk), "handoff": offers_person(answer, sources)})

@@ -10,7 +10,7 @@ from retrieval.search import Hit
 
 ANSWER_TEMPLATE_VERSION = "answer-v2"
 
-_SYSTEM = (
+INSTRUCTIONS = (
     "You are the customer support assistant of the company whose documents are below. "
     "Answer the customer's question briefly, using only the facts in the sources. "
     "Cite the source number in square brackets, like [1]. "
@@ -48,7 +48,7 @@ def build_answer_messages(
     # The instructions are a message of their own, the same for every question: the inference
     # engine keeps a leading system message's keys/values and skips prefilling it again.
     messages = [
-        {"role": "system", "content": _SYSTEM},
+        {"role": "system", "content": INSTRUCTIONS},
         {"role": "system", "content": "Sources:\n\n" + ("\n\n".join(blocks) if blocks else "(none found)")},
     ]
     messages.extend({"role": role, "content": text} for role, text in history)

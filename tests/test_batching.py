@@ -8,7 +8,7 @@ import asyncio
 import pytest
 import torch
 
-from assistant.prompts import _SYSTEM, fit_answer_messages
+from assistant.prompts import INSTRUCTIONS, fit_answer_messages
 from inference.backends.local import LocalTextGenerator
 from inference.base import GenerationParams, ModelBusy
 from retrieval.search import Hit
@@ -59,7 +59,7 @@ async def test_a_shared_system_message_is_prefilled_once_and_changes_no_output(t
     params = GenerationParams(max_tokens=16)
 
     def messages(question: str) -> list[dict[str, str]]:
-        return [{"role": "system", "content": _SYSTEM}, {"role": "user", "content": question}]
+        return [{"role": "system", "content": INSTRUCTIONS}, {"role": "user", "content": question}]
 
     uncached = []
     for question in QUESTIONS[:4]:
@@ -69,7 +69,7 @@ async def test_a_shared_system_message_is_prefilled_once_and_changes_no_output(t
     together = await asyncio.gather(*(text_generator.complete(messages(q), params) for q in QUESTIONS[:4]))
     assert [text for text, _ in together] == uncached
     assert engine.prefix_hits - hits == 4
-    assert list(engine.prefixes) == [tuple(engine._encode_system(_SYSTEM))]
+    assert list(engine.prefixes) == [tuple(engine._encode_system(INSTRUCTIONS))]
 
 
 def test_greedy_engine_output_equals_transformers_generate(text_generator):
