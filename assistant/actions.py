@@ -23,7 +23,7 @@ from assistant.models import Conversation, Feedback, Message, PinnedAnswer
 from assistant.pinned import find_pinned
 from assistant.prompts import ANSWER_TEMPLATE_VERSION, INSTRUCTIONS, Source, fit_answer_messages
 from inference.actions import version_for_key
-from inference.base import GenerationParams, InferenceError, Usage
+from inference.base import GenerationParams, InferenceError, ModelBusy, Usage
 from inference.services import get_text_generator
 from retrieval.search import Hit, search
 
@@ -210,7 +210,8 @@ async def stream_answer(
             yield AnswerEvent("token", {"text": tail})
         status = Message.Status.COMPLETE
     except InferenceError as exc:
-        raise ChatError(exc.code, exc.message) from exc
+        retry_after = settings.CHAT_BUSY_RETRY_AFTER if isinstance(exc, ModelBusy) else None
+        raise ChatError(exc.code, exc.message, retry_after) from exc
     except (asyncio.CancelledError, GeneratorExit):
         status = Message.Status.CANCELLED
         raise
