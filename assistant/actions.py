@@ -19,9 +19,10 @@ from django.db import transaction
 
 from assistant.errors import ChatError
 from assistant.guard import AnswerGuard, screen_hits
-from assistant.models import Conversation, Feedback, Message, PinnedAnswer
+from assistant.models import Conversation, Feedback, Message
 from assistant.pinned import find_pinned
 from assistant.prompts import ANSWER_TEMPLATE_VERSION, INSTRUCTIONS, Source, fit_answer_messages
+from assistant.replies import canned_answer, canned_kind, pinned_answer
 from inference.actions import version_for_key
 from inference.base import GenerationParams, InferenceError, ModelBusy, Usage
 from inference.services import get_text_generator
@@ -165,7 +166,12 @@ async def stream_answer(
     )
     yield AnswerEvent("conversation", {"id": str(conversation.id)})
     if pinned is not None:
-        async for event in _pinned_answer(conversation, *pinned, started):
+        async for event in pinned_answer(conversation, *pinned, started):
+            yield event
+        return
+    canned = canned_kind(text, hits)
+    if canned is not None:  # small talk, or nothing relevant in the knowledge base
+        async for event in canned_answer(conversation, canned, hits, started):
             yield event
         return
 
@@ -222,35 +228,6 @@ async def stream_answer(
         )
     yield AnswerEvent("citations", {"items": citations})
     yield AnswerEvent("done", {"message": str(message.pk), "handoff": offers_person(answer, sources)})
-
-
-async def _pinned_answer(conversation: Conversation, pinned: PinnedAnswer, score: float, started: float):
-    """A curated answer, as written, with its source; the model is not asked."""
-    citations = []
-    if pinned.source_title or pinned.source_url:
-        citations = [
-            {
-                "n": 1,
-                "title": pinned.source_title or pinned.source_url,
-                "url": pinned.source_url,
-                "section": "",
-                "snippet": "",
-            }
-        ]
-    yield AnswerEvent("token", {"text": pinned.answer})
-    message = await sync_to_async(Message.objects.create)(
-        conversation=conversation,
-        role=Message.Role.ASSISTANT,
-        text=pinned.answer,
-        prompt_template=f"pinned:{pinned.pk}",
-        retrieved=[{"pinned": pinned.pk, "score": round(score, 4)}],
-        citations=citations,
-        latency_ms=round((time.perf_counter() - started) * 1000),
-        finish_reason="pinned",
-    )
-    await Conversation.objects.filter(pk=conversation.pk).aupdate(updated_at=message.created_at)
-    yield AnswerEvent("citations", {"items": citations})
-    yield AnswerEvent("done", {"message": str(message.pk), "handoff": False})
 
 
 _FOLLOW_UP = re.compile(

@@ -271,6 +271,11 @@ CHAT_BUSY_RETRY_AFTER = envint("CHAT_BUSY_RETRY_AFTER", 5, minimum=1)
 # hours" 0.71; "When do you close the support line?" 0.42, "Are you open to new partnerships?"
 # 0.32 (tests/test_pinned.py). Raise it to pin more strictly.
 CHAT_PINNED_THRESHOLD = envfloat("CHAT_PINNED_THRESHOLD", 0.7)
+# Out of scope: when no retrieved passage has at least this embedding similarity to the question,
+# the assistant declines politely and offers a person instead of asking the model. Demo knowledge
+# base: its questions' best passages score 0.45-0.72, "Do you sell pet food?" 0.10, "What is the
+# capital of France?" 0.08, "Write me a poem about cats" 0.17 (tests/test_answers_scope.py).
+CHAT_MIN_RELEVANCE = envfloat("CHAT_MIN_RELEVANCE", 0.3)
 # Conversations (and visitor tokens) older than this are purged.
 CHAT_RETENTION_DAYS = envint("CHAT_RETENTION_DAYS", 180, minimum=1)
 
