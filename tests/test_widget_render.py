@@ -284,6 +284,28 @@ def test_feedback_buttons_send_feedback_and_thank_once_saved(site, context):
     page.locator(".parley-bot").last.get_by_text("Thanks for your feedback!").wait_for()
 
 
+def test_a_visitor_downloads_then_deletes_their_chats(site, context):
+    page = context.new_page()
+    page.goto(site.page("privacy"))
+    open_widget(page)
+    ask(page, "a question")
+    push(page, {"type": "conversation", "id": "c-7"})
+    answer(page, "An answer.")
+    page.get_by_role("button", name="Download my chats").click()
+    assert sent(page)[-1] == {"type": "export"}
+    with page.expect_download() as download:
+        push(page, {"type": "export", "data": {"conversations": [{"id": "c-7", "messages": []}]}})
+    assert download.value.suggested_filename == "my-conversations.json"
+    assert page.evaluate("localStorage.getItem('parley:conversation:docs')") == "c-7"
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete my chats").click()
+    assert sent(page)[-1] == {"type": "erase"}
+    push(page, {"type": "erased", "conversations": 1})
+    page.get_by_text("Your conversations were deleted.").wait_for()
+    assert page.evaluate("localStorage.getItem('parley:conversation:docs')") is None
+    assert page.locator(".parley-user").count() == 0
+
+
 def test_history_rerenders_the_log_and_a_reload_resumes_the_stored_conversation(site, context):
     page = context.new_page()
     page.goto(site.page("history", site="acme", greeting="Welcome back"))

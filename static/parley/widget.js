@@ -57,6 +57,10 @@
       helpful: "Helpful",
       notHelpful: "Not helpful",
       thanks: "Thanks for your feedback!",
+      download: "Download my chats",
+      erase: "Delete my chats",
+      eraseConfirm: "Delete all your conversations with us? This cannot be undone.",
+      erased: "Your conversations were deleted.",
     },
     de: {
       title: "Fragen Sie uns",
@@ -87,6 +91,10 @@
       helpful: "Hilfreich",
       notHelpful: "Nicht hilfreich",
       thanks: "Danke für Ihr Feedback!",
+      download: "Meine Chats herunterladen",
+      erase: "Meine Chats löschen",
+      eraseConfirm: "Alle Ihre Unterhaltungen mit uns löschen? Das lässt sich nicht rückgängig machen.",
+      erased: "Ihre Unterhaltungen wurden gelöscht.",
     },
     fr: {
       title: "Posez-nous une question",
@@ -117,6 +125,10 @@
       helpful: "Utile",
       notHelpful: "Pas utile",
       thanks: "Merci pour votre avis !",
+      download: "Télécharger mes conversations",
+      erase: "Supprimer mes conversations",
+      eraseConfirm: "Supprimer toutes vos conversations avec nous ? C'est définitif.",
+      erased: "Vos conversations ont été supprimées.",
     },
   };
 
@@ -184,6 +196,9 @@
     "@media (prefers-reduced-motion: reduce) { .parley-typing span { animation: none; } }",
     ".parley-hint { padding: 4px 10px 0; font-size: 12px; color: #475569; background: #fff; }",
     ".parley-form { display: flex; gap: 8px; padding: 10px; border-top: 1px solid #e2e8f0; background: #fff; }",
+    ".parley-privacy { display: flex; gap: 12px; justify-content: center; padding: 0 10px 8px; background: #fff; }",
+    ".parley-privacy button { background: none; border: 0; padding: 2px; font: inherit; font-size: 12px;",
+    "  color: #475569; text-decoration: underline; cursor: pointer; }",
     ".parley-input { flex: 1; resize: none; border: 1px solid #cbd5e1; border-radius: 10px; padding: 8px 10px;",
     "  font: inherit; color: inherit; max-height: 120px; min-height: 40px; }",
     ".parley-send { border: 0; border-radius: 10px; padding: 0 16px; background: var(--parley-color);",
@@ -269,7 +284,12 @@
   var sendBtn = label(label(el("button", { type: "submit", class: "parley-send" }), "text", "send"),
     "aria-label", "sendLabel");
   form.append(input, sendBtn);
-  panel.append(header, statusEl, log, hintEl, form);
+  // The visitor's own data (GDPR): a copy of everything stored, or all of it erased.
+  var privacy = el("div", { class: "parley-privacy" });
+  var downloadBtn = label(el("button", { type: "button", class: "parley-download" }), "text", "download");
+  var eraseBtn = label(el("button", { type: "button", class: "parley-erase" }), "text", "erase");
+  privacy.append(downloadBtn, eraseBtn);
+  panel.append(header, statusEl, log, hintEl, form, privacy);
   root.append(panel, launcher);
   shadow.append(style, root);
 
@@ -851,7 +871,29 @@
       case "error":
         handleError(frame);
         break;
+      case "export":
+        saveExport(frame.data);
+        break;
+      case "erased":
+        conversationId = null;
+        storageRemove(storageKey);
+        while (log.firstChild) log.removeChild(log.firstChild);
+        replies = {};
+        lastBot = null;
+        addGreeting();
+        addNote(t("erased"));
+        break;
     }
+  }
+
+  function saveExport(data) {
+    // A file the visitor keeps: made in the page from the frame, nothing fetched from anywhere.
+    var blob = new Blob([JSON.stringify(data, null, 2)], { type: "application/json" });
+    var link = el("a", { href: URL.createObjectURL(blob), download: "my-conversations.json" });
+    link.hidden = true;
+    root.appendChild(link);
+    link.click();
+    setTimeout(function () { URL.revokeObjectURL(link.href); link.remove(); }, 1000);
   }
 
   function requestHandoff() { return sendFrame({ type: "handoff" }); }
@@ -900,6 +942,10 @@
   launcher.addEventListener("click", function () { if (panel.hidden) open(); else close(); });
   closeBtn.addEventListener("click", close);
   handoffBtn.addEventListener("click", requestHandoff);
+  downloadBtn.addEventListener("click", function () { sendFrame({ type: "export" }); });
+  eraseBtn.addEventListener("click", function () {
+    if (window.confirm(t("eraseConfirm"))) sendFrame({ type: "erase" });
+  });
   root.addEventListener("keydown", function (ev) {
     if (ev.key === "Escape" && !panel.hidden) { ev.preventDefault(); close(); }
   });
