@@ -48,7 +48,7 @@ def agent_name(user) -> str:
 
 def summary(conversation: Conversation) -> dict[str, Any]:
     """A conversation as the console's queue lists it."""
-    last = conversation.messages.exclude(role=Message.Role.AGENT).order_by("-id").first()
+    last = conversation.messages.filter(role=Message.Role.USER).order_by("-id").first()  # the visitor
     return {
         "id": str(conversation.id),
         "status": conversation.status,

@@ -230,7 +230,7 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # not session: Playwright's sync API keeps an event loop running
 def browser():
     from playwright.sync_api import sync_playwright
 

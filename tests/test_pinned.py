@@ -70,7 +70,8 @@ def test_follow_ups_search_with_the_previous_question():
     assert retrieval_query("How much is the fastest one?", history) == (
         "What plans do you offer?\nHow much is the fastest one?"
     )
-    assert retrieval_query("Price?", history).startswith("What plans do you offer?")
+    assert retrieval_query("And that one?", history).startswith("What plans do you offer?")
+    assert retrieval_query("Do you sell pet food?", history) == "Do you sell pet food?"
     standalone = "How do I factory reset my Brightline router at home?"
     assert retrieval_query(standalone, history) == standalone
     assert retrieval_query("How much is it?", []) == "How much is it?"
