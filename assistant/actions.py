@@ -239,8 +239,9 @@ _FOLLOW_UP = re.compile(
 def retrieval_query(question: str, history: list[tuple[str, str]]) -> str:
     """The text to search with. A follow-up ("How much is the fastest one?", told by its
     pronouns) leans on the conversation, so the visitor's previous question is searched with
-    it; a question that stands on its own ("Do you sell pet food?") is searched alone. (A rewrite by the 135M chat model was not reliable
-    enough to trust: it invents details; this keeps the visitor's own words.)"""
+    it; a question that stands on its own ("Do you sell pet food?") is searched alone. (A
+    rewrite by the 135M chat model was not reliable enough to trust: it invents details; this
+    keeps the visitor's own words.)"""
     previous = next((text for role, text in reversed(history) if role == "user"), None)
     if previous is None:
         return question
