@@ -262,3 +262,42 @@ def test_console_page_needs_an_agent_login_and_carries_a_csp(client, agent, outs
     policy = response["Content-Security-Policy"]
     assert "script-src 'self'" in policy and "img-src 'self' data:" in policy
     assert "frame-ancestors 'none'" in policy
+
+
+async def test_a_closed_conversation_refuses_new_messages(agent):
+    agent_console = await console(agent)
+    await agent_console.receive_json_from()
+    chat, _ = await visitor()
+    await chat.send_json_to({"type": "handoff"})
+    conversation = (await until(chat, "conversation"))["id"]
+    await agent_console.send_json_to({"type": "claim", "conversation": conversation})
+    await until(chat, "handoff", state="joined")
+    await agent_console.send_json_to({"type": "close", "conversation": conversation})
+    await until(chat, "handoff", state="closed")
+    await chat.send_json_to({"type": "message", "text": "one more thing", "conversation": conversation})
+    assert (await until(chat, "error"))["code"] == "conversation_closed"
+    await chat.send_json_to({"type": "handoff"})
+    assert (await until(chat, "error"))["code"] == "conversation_closed"
+    for communicator in (chat, agent_console):
+        await communicator.disconnect()
+
+
+async def test_a_silent_socket_is_closed_after_the_idle_timeout(settings):
+    settings.CHAT_IDLE_TIMEOUT = 1
+    chat, _ = await visitor()
+    closed = await chat.receive_output(timeout=10)
+    assert closed == {"type": "websocket.close", "code": 4008}
+
+
+def test_answers_being_written_are_capped_per_visitor_across_tabs(settings):
+    from assistant.errors import ChatError
+    from assistant.limits import GenerationSlot
+
+    settings.CHAT_CONCURRENT_ANSWERS_PER_VISITOR = 1
+    first = GenerationSlot("visitor-a", "10.0.0.1").__enter__()
+    with pytest.raises(ChatError) as refused:
+        GenerationSlot("visitor-a", "10.0.0.2").__enter__()  # another tab, even from elsewhere
+    assert refused.value.code == "too_many_answers" and refused.value.retry_after
+    GenerationSlot("visitor-b", "10.0.0.1").__exit__(None, None, None)  # releasing nothing is harmless
+    first.__exit__(None, None, None)
+    GenerationSlot("visitor-a", "10.0.0.2").__enter__().__exit__(None, None, None)
