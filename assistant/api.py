@@ -65,3 +65,35 @@ def erase(request: HttpRequest, visitor: str):
     if not erase_visitor(visitor):
         raise ApiError(404, "not_found", "Nothing is stored for that visitor.")
     return Status(204, None)
+
+
+@router.post(
+    "/inbound/mail",
+    auth=None,
+    response={202: dict},
+    summary="Inbound mail webhook: a raw MIME message, signed with HMAC-SHA256 of the body",
+)
+def inbound_mail(request: HttpRequest):
+    """For mail providers' inbound webhooks. The body is the raw message (message/rfc822); the
+    header X-Parley-Signature is the hex HMAC-SHA256 of the body under MAIL_INBOUND_SECRET."""
+    import hashlib
+    import hmac
+
+    from django.conf import settings
+
+    from assistant.desk.inbound import receive_raw
+
+    secret = settings.MAIL_INBOUND_SECRET
+    if not secret:
+        raise ApiError(404, "not_found", "The inbound mail webhook is not configured.")
+    # Read from the stream with our own limit (mail is bigger than Django's form-body limit).
+    body = request.read(settings.MAIL_MAX_MESSAGE_BYTES + 1)
+    if len(body) > settings.MAIL_MAX_MESSAGE_BYTES:
+        raise ApiError(413, "too_large", "The message is over the size limit.")
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, request.headers.get("X-Parley-Signature", "")):
+        raise ApiError(401, "bad_signature", "The signature does not match the body.")
+    if not body.strip():
+        raise ApiError(400, "empty_message", "The body is empty.")
+    inbound = receive_raw(body, source="http")
+    return Status(202, {"id": inbound.pk, "status": inbound.status})

@@ -315,6 +315,13 @@ EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", False)
 EMAIL_USE_SSL = envbool("EMAIL_USE_SSL", False)
 DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "support@localhost")
 SMTP_INBOUND_PORT = envint("SMTP_INBOUND_PORT", 0, minimum=0)
+SMTP_INBOUND_HOST = envstr("SMTP_INBOUND_HOST", "127.0.0.1")
+# Inbound mail limits: whole messages (SMTP refuses bigger ones; stored raw up to this), and each
+# attachment kept (bigger ones are listed as skipped; the raw mail still has them).
+MAIL_MAX_MESSAGE_BYTES = envint("MAIL_MAX_MESSAGE_BYTES", 64 * 1024 * 1024, minimum=1024)
+MAIL_MAX_ATTACHMENT_BYTES = envint("MAIL_MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024, minimum=1024)
+# Shared secret of the inbound-mail webhook (POST /api/inbound/mail, HMAC-SHA256 of the body).
+MAIL_INBOUND_SECRET = envsecret("MAIL_INBOUND_SECRET")
 
 # --- I18N, static ----------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

@@ -47,10 +47,11 @@ class Command(BaseCommand):
     def handle(self, *args, host: str, port: int, no_worker: bool, no_warmup: bool, **options) -> None:
         self._recover()
         worker = None if no_worker else self._start_worker()
+        smtp = None
         if settings.SMTP_INBOUND_PORT:
-            log.warning(
-                "event=smtp_inbound_unavailable port=%s reason=not_built_yet", settings.SMTP_INBOUND_PORT
-            )
+            from assistant.desk.smtp import start_listener
+
+            smtp = start_listener()
         if not no_warmup:
             threading.Thread(target=self._warm_up, name="parley-warmup", daemon=True).start()
 
@@ -76,6 +77,8 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             pass
         finally:
+            if smtp is not None:
+                smtp.stop()
             if worker is not None:
                 self._stop_worker(worker)
             self.stdout.write("Parley stopped.")
