@@ -9,7 +9,7 @@ from collections import Counter
 from datetime import timedelta
 from typing import Any
 
-from django.db.models import Exists, OuterRef
+from django.db.models import Count, Exists, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from assistant.models import Conversation, Feedback, Message
@@ -40,17 +40,8 @@ def summary(days: int = 30, top: int = 10) -> dict[str, Any]:
     feedback = Feedback.objects.filter(created_at__gte=since)
     questions = Message.objects.filter(role=Message.Role.USER, created_at__gte=since)
     asked = Counter(normalise(text) for text in questions.values_list("text", flat=True))
-    unanswered_ids = answers.filter(unanswered=True).values_list("conversation_id", "id")
-    gaps: Counter[str] = Counter()
-    for conversation_id, answer_id in unanswered_ids:
-        question = (
-            Message.objects.filter(conversation_id=conversation_id, role=Message.Role.USER, id__lt=answer_id)
-            .order_by("-id")
-            .values_list("text", flat=True)
-            .first()
-        )
-        if question:
-            gaps[normalise(question)] += 1
+    unanswered = answers.filter(unanswered=True).annotate(question=_asked_before("pk", "conversation_id"))
+    gaps = Counter(normalise(q) for q in unanswered.values_list("question", flat=True) if q)
     return {
         "days": days,
         "conversations": total,
@@ -74,33 +65,47 @@ CONVERSATION_FIELDS = [
 ]  # fmt: skip
 
 
+def _asked_before(answer: str, conversation: str) -> Subquery:
+    """The visitor's question just before an answer (outer fields name the answer's id and its
+    conversation's), computed in the database: one query for a whole list."""
+    return Subquery(
+        Message.objects.filter(
+            conversation_id=OuterRef(conversation), role=Message.Role.USER, id__lt=OuterRef(answer)
+        )
+        .order_by("-id")
+        .values("text")[:1]
+    )
+
+
 def feedback_rows(days: int = 30) -> list[dict[str, Any]]:
-    rows = []
-    for f in Feedback.objects.filter(created_at__gte=_since(days)).select_related("message"):
-        question = (
-            Message.objects.filter(
-                conversation_id=f.message.conversation_id, role=Message.Role.USER, id__lt=f.message_id
-            )
-            .order_by("-id")
-            .values_list("text", flat=True)
-            .first()
-        )
-        rows.append(
-            {
-                "created_at": f.created_at.isoformat(),
-                "conversation": str(f.message.conversation_id),
-                "message": f.message_id,
-                "value": f.value,
-                "comment": f.comment,
-                "question": question or "",
-                "answer": f.message.text,
-            }
-        )
-    return rows
+    query = (
+        Feedback.objects.filter(created_at__gte=_since(days))
+        .select_related("message")
+        .annotate(question=_asked_before("message_id", "message__conversation_id"))
+    )
+    return [
+        {
+            "created_at": f.created_at.isoformat(),
+            "conversation": str(f.message.conversation_id),
+            "message": f.message_id,
+            "value": f.value,
+            "comment": f.comment,
+            "question": f.question or "",
+            "answer": f.message.text,
+        }
+        for f in query
+    ]
 
 
 def conversation_rows(days: int = 30) -> list[dict[str, Any]]:
-    query = Conversation.objects.filter(created_at__gte=_since(days)).select_related("site", "agent")
+    query = (
+        Conversation.objects.filter(created_at__gte=_since(days))
+        .select_related("site", "agent")
+        .annotate(
+            n_messages=Count("messages", distinct=True),
+            n_thumbs_down=Count("messages__feedback", filter=Q(messages__feedback__value=-1), distinct=True),
+        )
+    )
     return [
         {
             "id": str(c.id),
@@ -110,8 +115,8 @@ def conversation_rows(days: int = 30) -> list[dict[str, Any]]:
             "status": c.status,
             "handoff_at": c.handoff_at.isoformat() if c.handoff_at else "",
             "agent": c.agent.get_username() if c.agent else "",
-            "messages": c.messages.count(),
-            "thumbs_down": Feedback.objects.filter(message__conversation=c, value=-1).count(),
+            "messages": c.n_messages,
+            "thumbs_down": c.n_thumbs_down,
         }
         for c in query
     ]

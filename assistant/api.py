@@ -5,14 +5,14 @@ their signed token proves who they are (assistant/consumers.py)."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from django.http import HttpRequest
 from ninja import Router, Status
 
 from assistant import handoff
-from assistant.models import Conversation
+from assistant.actions import get_visitor_conversation
+from assistant.errors import ChatError
 from assistant.privacy import erase_visitor, export_visitor
 from config.api import ApiError, require_role
 from config.roles import AGENT
@@ -24,8 +24,8 @@ router = Router(tags=["website assistant"])
 def get_conversation(request: HttpRequest, conversation_id: str) -> dict[str, Any]:
     require_role(request, AGENT)
     try:
-        conversation = Conversation.objects.select_related("agent", "site").get(pk=uuid.UUID(conversation_id))
-    except (ValueError, Conversation.DoesNotExist) as exc:
+        conversation = get_visitor_conversation(conversation_id, None)
+    except ChatError as exc:
         raise ApiError(404, "not_found", "No such conversation.") from exc
     messages = [
         {

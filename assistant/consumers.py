@@ -111,8 +111,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
             await self.close(code=CLOSE_ORIGIN)
             return
-        self.visitor = read_token((query.get("visitor") or [""])[0])
         token = (query.get("visitor") or [""])[0]
+        self.visitor = read_token(token)
         if self.visitor is None:
             self.visitor, token = issue_token()
         await self.send_json({"type": "visitor", "token": token})
@@ -191,6 +191,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             raise ChatError("unknown_conversation", "That conversation does not exist.")
         return conversation
 
+    async def _start_conversation(self) -> Conversation:
+        """A new conversation of this visitor, on this socket's site and knowledge base."""
+        return await sync_to_async(get_or_start_conversation)(None, self.collection, self.visitor, self.site)
+
     async def _conversation(self, conversation_id: str | None) -> Conversation | None:
         if conversation_id is None:
             return None
@@ -221,9 +225,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self._relay(conversation, text)
         elif handoff.asks_for_person(text):
             if conversation is None:
-                conversation = await sync_to_async(get_or_start_conversation)(
-                    None, self.collection, self.visitor, self.site
-                )
+                conversation = await self._start_conversation()
             await self._follow(str(conversation.id))
             await self.send_json({"type": "conversation", "id": str(conversation.id)})
             message = await handoff.visitor_message_to_agent(conversation, text)
@@ -272,9 +274,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def _on_handoff(self, frame: dict[str, Any]) -> None:
         conversation = await self._conversation(self._conversation_id(frame))
         if conversation is None:
-            conversation = await sync_to_async(get_or_start_conversation)(
-                None, self.collection, self.visitor, self.site
-            )
+            conversation = await self._start_conversation()
             await self.send_json({"type": "conversation", "id": str(conversation.id)})
         await self._follow(str(conversation.id))
         await handoff.request_person(conversation)  # the state frame comes through the group

@@ -18,6 +18,7 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 from django_fsm import ConcurrentTransition, TransitionNotAllowed
 
+from assistant.actions import get_visitor_conversation
 from assistant.errors import ChatError
 from assistant.models import Conversation, Message
 
@@ -87,10 +88,8 @@ def state_frame(conversation: Conversation) -> dict[str, Any]:
 
 
 def _get(conversation_id: Any) -> Conversation:
-    try:
-        return Conversation.objects.select_related("agent", "site").get(pk=uuid.UUID(str(conversation_id)))
-    except (ValueError, Conversation.DoesNotExist) as exc:
-        raise ChatError("unknown_conversation", "That conversation does not exist.") from exc
+    """Staff side: any conversation, whoever the visitor (the visitor side passes its own)."""
+    return get_visitor_conversation(conversation_id, None)
 
 
 def _transition(conversation: Conversation, name: str, *args) -> None:

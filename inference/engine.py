@@ -141,7 +141,8 @@ class Request:
 # many rows (LlamaForward.row_linear). Measured with MKL on the dev machines: a row's result is
 # then bit-identical whatever the other rows and its position among them, and differs for other
 # group sizes (remainder rows take another kernel); greedy output does not depend on who else is
-# in the batch.
+# in the batch. bfloat16 matmuls alone would allow 1, but the decode attention's batched matmuls
+# then are not invariant (measured: greedy text changed), so it holds for every dtype.
 ROW_QUANTUM = 4
 
 
@@ -185,9 +186,6 @@ class LlamaForward:
         # what batching is for (cuBLAS promises no batch invariance either way).
         cpu_float32 = self.device.type == "cpu" and self.dtype == torch.float32
         self.decode_linear = self.row_linear if cpu_float32 else F.linear
-        # Rows per decode step come in multiples of this. bfloat16 matmuls alone would allow 1, but
-        # the attention's batched matmuls then are not invariant (measured: greedy text changed).
-        self.row_quantum = ROW_QUANTUM
         self.columns = torch.arange(capacity + 1, device=self.device)  # (C+1,)
 
     def _fuse(self, layer) -> tuple:
@@ -298,7 +296,7 @@ class LlamaForward:
         return self._logits(x[:, -1])
 
     def decode(self, ids: torch.Tensor, positions: torch.Tensor, width: int) -> torch.Tensor:
-        """One token for each of the first R rows (R a multiple of row_quantum). ids, positions:
+        """One token for each of the first R rows (R a multiple of ROW_QUANTUM). ids, positions:
         (R,); a row with nothing to decode has position `capacity` (the scratch column). Attends
         to columns [0, width). Logits (R, V)."""
         R = ids.shape[0]
@@ -587,8 +585,7 @@ class Engine:
     def _decode(self) -> None:
         # Rows [0, R): every running request's row, rounded up to the row quantum.
         highest = max(r.slot for r in self.running) + 1
-        quantum = self.forward.row_quantum
-        R = min(self.forward.rows_allocated, -(-highest // quantum) * quantum)
+        R = min(self.forward.rows_allocated, -(-highest // ROW_QUANTUM) * ROW_QUANTUM)
         ids = torch.zeros(R, dtype=torch.long)
         positions = torch.full((R,), self.capacity, dtype=torch.long)
         for request in self.running:

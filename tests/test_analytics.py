@@ -57,5 +57,7 @@ def test_analytics_page_and_exports_are_for_agents(client, agent, outsider, hist
     assert all(r["comment"].startswith("'=") for r in rows)  # no formula runs in a spreadsheet
     data = client.get("/console/analytics/conversations.json?days=7").json()
     assert len(data) == 4 and {"id", "status", "thumbs_down"} <= set(data[0])
+    assert sorted(row["thumbs_down"] for row in data) == [0, 0, 0, 1]
+    assert {row["messages"] for row in data} == {2}
     assert client.get("/console/analytics/secrets.csv").status_code == 404
     assert client.get("/console/analytics/feedback.xml").status_code == 404
