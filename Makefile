@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup install models run test check browser clean
+.PHONY: setup install models run test check browser mailserver clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,8 +38,17 @@ browser:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+# Dovecot for the IMAP poller's tests. tests/dovecot.py runs an instance of its own (own config,
+# free port on 127.0.0.1), so it never meets the package's service: that one is off without
+# systemd (a container: invoke-rc.d only warns) and on 143/993 where systemd starts it.
+mailserver:
+	@test -x /usr/sbin/dovecot || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null; }
+
 test: export DEBUG ?= 1
-test: setup browser
+test: setup browser mailserver
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 check: install

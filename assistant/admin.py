@@ -1,14 +1,20 @@
+from django import forms
 from django.contrib import admin
 
 from assistant.models import (
     Conversation,
+    Draft,
     Feedback,
     InboundMail,
+    Mailbox,
     MailMessage,
     Message,
+    OutboundMail,
     PinnedAnswer,
     Site,
     Ticket,
+    TrainingExample,
+    TriageLabel,
 )
 
 
@@ -68,7 +74,19 @@ class TicketAdmin(admin.ModelAdmin):
     list_display = ("reference", "subject", "customer_email", "status", "category", "priority", "updated_at")
     list_filter = ("status", "category", "priority")
     search_fields = ("reference", "subject", "customer_email")
-    readonly_fields = ("reference", "created_at", "updated_at")
+    # Status, drafts and sending belong to the review queue (/console/desk/), which records
+    # every decision; here they are read-only.
+    readonly_fields = (
+        "reference",
+        "status",
+        "category_confidence",
+        "priority_confidence",
+        "language_confidence",
+        "triage",
+        "triaged_at",
+        "created_at",
+        "updated_at",
+    )
     inlines = [MailMessageInline]
 
 
@@ -79,3 +97,93 @@ class InboundMailAdmin(admin.ModelAdmin):
     list_display = ("received_at", "source", "status", "envelope_from", "size", "error")
     list_filter = ("status", "source")
     readonly_fields = ("source", "sha256", "size", "path", "envelope_from", "status", "error", "received_at")
+
+
+@admin.register(TriageLabel)
+class TriageLabelAdmin(admin.ModelAdmin):
+    """The categories and priorities the desk triages into, by their example messages."""
+
+    list_display = ("kind", "name", "rank", "active", "description", "updated_at")
+    list_filter = ("kind", "active")
+    search_fields = ("name", "description", "examples")
+
+
+class MailboxForm(forms.ModelForm):
+    password = forms.CharField(
+        widget=forms.PasswordInput(render_value=False),
+        required=False,
+        help_text="Stored encrypted. Leave empty to keep the current one.",
+    )
+
+    class Meta:
+        model = Mailbox
+        fields = ("name", "host", "port", "use_ssl", "username", "password", "folder", "enabled")
+
+
+@admin.register(Mailbox)
+class MailboxAdmin(admin.ModelAdmin):
+    """IMAP mailboxes the desk polls (every DESK_IMAP_POLL_SECONDS; `manage.py poll_mail` now)."""
+
+    form = MailboxForm
+    list_display = (
+        "name",
+        "username",
+        "host",
+        "folder",
+        "enabled",
+        "last_polled_at",
+        "last_uid",
+        "last_error",
+    )
+    readonly_fields = ("uidvalidity", "last_uid", "last_polled_at", "last_error")
+
+    def save_model(self, request, obj, form, change):
+        if form.cleaned_data.get("password"):
+            obj.set_password(form.cleaned_data["password"])
+        moved = {"host", "port", "username", "folder"} & set(form.changed_data)
+        if change and moved:  # another mailbox or folder: read it from the start
+            obj.uidvalidity, obj.last_uid = None, 0
+        if not change:
+            obj.save()
+            return
+        # Only what the form edits: a poll running meanwhile keeps its position (last_uid).
+        fields = [f for f in form.changed_data if f != "password"] + (
+            ["password_encrypted"] if form.cleaned_data.get("password") else []
+        )
+        if moved:
+            fields += ["uidvalidity", "last_uid"]
+        if fields:
+            obj.save(update_fields=fields)
+
+
+class RecordAdmin(admin.ModelAdmin):
+    """Records the review queue writes: shown, never added or changed here."""
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(Draft)
+class DraftAdmin(RecordAdmin):
+    """Every version of every reply, as written (versions are never changed)."""
+
+    list_display = ("ticket", "version", "author", "low_confidence", "model_version", "created_at")
+    list_filter = ("low_confidence",)
+
+
+@admin.register(OutboundMail)
+class OutboundMailAdmin(RecordAdmin):
+    list_display = ("ticket", "status", "attempts", "to", "sent_at", "last_error")
+    list_filter = ("status",)
+
+
+@admin.register(TrainingExample)
+class TrainingExampleAdmin(admin.ModelAdmin):
+    """Approved answers kept for fine-tuning."""
+
+    list_display = ("source", "question", "model_draft_unchanged", "approved_by", "created_at")
+    list_filter = ("source", "model_draft_unchanged")
+    search_fields = ("question", "answer")

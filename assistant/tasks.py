@@ -1,4 +1,6 @@
-"""Scheduled work of the website assistant (run by Celery beat; `manage.py serve` embeds it)."""
+"""Celery tasks of the assistant app: the website assistant's scheduled purge and the email desk's
+work (triage and drafts, sending, mailbox polling, the sweeper). `manage.py serve` embeds a
+worker with beat; each task body is a plain function that tests call directly."""
 
 from __future__ import annotations
 
@@ -10,3 +12,45 @@ from assistant.privacy import purge_expired
 @shared_task(name="assistant.purge_expired_conversations")
 def purge_expired_conversations() -> int:
     return purge_expired()
+
+
+@shared_task(name="assistant.desk_process_ticket")
+def desk_process_ticket(ticket_id: int) -> int | None:
+    from assistant.desk.review import process_ticket
+
+    draft = process_ticket(ticket_id)
+    return draft.pk if draft else None
+
+
+@shared_task(name="assistant.desk_regenerate")
+def desk_regenerate(ticket_id: int, user_id: int | None) -> int | None:
+    from django.contrib.auth import get_user_model
+
+    from assistant.desk.review import ReviewError, get_ticket, regenerate
+
+    user = get_user_model().objects.filter(pk=user_id).first() if user_id else None
+    try:
+        return regenerate(get_ticket(ticket_id), user).pk
+    except ReviewError:
+        return None
+
+
+@shared_task(name="assistant.desk_send_reply")
+def desk_send_reply(outbound_id: int) -> str:
+    from assistant.desk.outbound import deliver
+
+    return deliver(outbound_id)
+
+
+@shared_task(name="assistant.desk_sweep")
+def desk_sweep() -> dict:
+    from assistant.desk.outbound import sweep
+
+    return sweep()
+
+
+@shared_task(name="assistant.desk_poll_mailboxes")
+def desk_poll_mailboxes() -> dict:
+    from assistant.desk.imap import poll_mailboxes
+
+    return poll_mailboxes()

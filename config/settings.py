@@ -322,6 +322,28 @@ MAIL_MAX_MESSAGE_BYTES = envint("MAIL_MAX_MESSAGE_BYTES", 64 * 1024 * 1024, mini
 MAIL_MAX_ATTACHMENT_BYTES = envint("MAIL_MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024, minimum=1024)
 # Shared secret of the inbound-mail webhook (POST /api/inbound/mail, HMAC-SHA256 of the body).
 MAIL_INBOUND_SECRET = envsecret("MAIL_INBOUND_SECRET")
+# The desk's drafts: which collection they are grounded in, how long, and below which retrieval
+# relevance a draft is flagged as low-confidence (shown, never hidden).
+DESK_COLLECTION = envstr("DESK_COLLECTION", "default")
+DESK_RETRIEVAL_K = envint("DESK_RETRIEVAL_K", 3, minimum=1)
+DESK_MAX_DRAFT_TOKENS = envint("DESK_MAX_DRAFT_TOKENS", 256, minimum=1)
+DESK_HISTORY_MESSAGES = envint("DESK_HISTORY_MESSAGES", 6, minimum=0)
+DESK_MIN_RELEVANCE = envfloat("DESK_MIN_RELEVANCE", 0.35)
+DESK_TRIAGE_MAX_CHARS = envint("DESK_TRIAGE_MAX_CHARS", 2000, minimum=100)
+DESK_FROM_EMAIL = envstr("DESK_FROM_EMAIL", DEFAULT_FROM_EMAIL)
+DESK_MAX_REPLY_CHARS = envint("DESK_MAX_REPLY_CHARS", 20000, minimum=100)
+# Outbound: attempts before a reply shows as failed, the first retry's delay (doubling after),
+# and how long an attempt may stay claimed before it counts as cut off ("unconfirmed").
+DESK_SEND_ATTEMPTS = envint("DESK_SEND_ATTEMPTS", 5, minimum=1)
+DESK_SEND_BACKOFF_SECONDS = envint("DESK_SEND_BACKOFF_SECONDS", 30, minimum=0)
+DESK_SEND_STALE_SECONDS = envint("DESK_SEND_STALE_SECONDS", 600, minimum=10)
+EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", 30, minimum=1)
+DESK_IMAP_POLL_SECONDS = envint("DESK_IMAP_POLL_SECONDS", 60, minimum=5)
+CELERY_BEAT_SCHEDULE |= {
+    "desk-poll-mailboxes": {"task": "assistant.desk_poll_mailboxes", "schedule": DESK_IMAP_POLL_SECONDS},
+    # Replies whose retry is due, drafts a lost task never wrote, attempts that were cut off.
+    "desk-sweep": {"task": "assistant.desk_sweep", "schedule": 30},
+}
 
 # --- I18N, static ----------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

@@ -20,10 +20,23 @@ def isolated_index(tmp_path_factory):
     from retrieval import index as retrieval_index
 
     index_dir = tmp_path_factory.mktemp("index")
-    with override_settings(INDEX_DIR=index_dir, CHAT_MAX_ANSWER_TOKENS=24):
+    with override_settings(INDEX_DIR=index_dir, CHAT_MAX_ANSWER_TOKENS=24, DESK_MAX_DRAFT_TOKENS=24):
         retrieval_index._indexes.clear()
         yield index_dir
         retrieval_index._indexes.clear()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def celery_in_memory():
+    """Tasks queued by the code under test (a mail's triage, a reply's sending) go to an
+    in-memory broker nobody consumes, not to the developer's var/celery queue: tests call the
+    task bodies themselves; serve's real worker is tested in test_serve.py."""
+    from config.celery import app
+
+    before = app.conf.broker_url
+    app.conf.broker_url = "memory://"
+    yield
+    app.conf.broker_url = before
 
 
 @pytest.fixture(scope="session")
@@ -260,3 +273,28 @@ class StaticSite:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+# --- Mail ---------------------------------------------------------------------------------------
+
+DESK_ADDRESS = "support@brightline.example"
+
+
+def customer_mail(
+    sender="ana@example.com", subject="My router keeps rebooting", body="Hello, it reboots.", **headers
+):
+    """A customer's mail to the desk, as a client writes it (CRLF line ends, as mail travels);
+    extra headers by keyword: In_Reply_To=... becomes In-Reply-To."""
+    from email import policy
+    from email.message import EmailMessage
+    from email.utils import make_msgid
+
+    message = EmailMessage(policy=policy.SMTP)
+    message["From"] = f"Ana Example <{sender}>"
+    message["To"] = DESK_ADDRESS
+    message["Subject"] = subject
+    message["Message-ID"] = headers.pop("message_id", make_msgid(domain="example.com"))
+    for name, value in headers.items():
+        message[name.replace("_", "-")] = value
+    message.set_content(body)
+    return message

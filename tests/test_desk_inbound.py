@@ -7,29 +7,17 @@ import hashlib
 import hmac
 import smtplib
 from email.message import EmailMessage
-from email.utils import make_msgid
 
 import pytest
 
 from assistant.desk.inbound import receive_raw
 from assistant.models import InboundMail, MailMessage, Ticket
+from tests.conftest import customer_mail as mail
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 DESK = "support@brightline.example"
-
-
-def mail(sender="ana@example.com", subject="My router keeps rebooting", body="Hello, it reboots.", **headers):
-    message = EmailMessage()
-    message["From"] = f"Ana Example <{sender}>"
-    message["To"] = DESK
-    message["Subject"] = subject
-    message["Message-ID"] = headers.pop("message_id", make_msgid(domain="example.com"))
-    for name, value in headers.items():
-        message[name.replace("_", "-")] = value
-    message.set_content(body)
-    return message
 
 
 @pytest.fixture

@@ -81,3 +81,78 @@ def test_serve_on_postgres_and_redis_answers_and_runs_queued_work(services, tmp_
         assert status == "ready", (tmp_path / "serve.log").read_text()[-3000:]
     finally:
         assert server.stop() == 0
+
+
+# Two agents approving the same draft at the same moment, from two processes on PostgreSQL: the
+# ticket row is locked (select_for_update) and the transition checked, so exactly one approval
+# creates the reply to send and the other is told it lost.
+_SETUP = """
+from assistant.models import Draft, MailMessage, Ticket
+from django.contrib.auth.models import Group, User
+ticket = Ticket.objects.create(subject="race", customer_email="ana@example.com", status="needs_review")
+message = MailMessage.objects.create(ticket=ticket, direction="in", message_id="<race@example.com>",
+                                     from_email="ana@example.com", subject="race", text="Help")
+Draft.objects.create(ticket=ticket, version=1, body="Hello Ana", replying_to=message)
+for name in ("ann", "bob"):
+    User.objects.create_user(name, is_staff=True).groups.add(Group.objects.get_or_create(name="agent")[0])
+print(ticket.pk)
+"""
+_APPROVE = """
+import os, time
+from django.contrib.auth.models import User
+from assistant.desk import review
+from assistant.models import Ticket
+ticket, user = Ticket.objects.get(pk={ticket}), User.objects.get(username="{user}")
+print("ready", flush=True)
+while not os.path.exists("{go}"):
+    time.sleep(0.005)
+try:
+    print("approved", review.approve(ticket, user).pk)
+except review.ReviewError as exc:
+    print(exc.code)
+"""
+
+
+def test_two_agents_approving_at_once_create_one_reply(services, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    server = LiveParley(tmp_path, free_port())
+    server.env.update(services)
+    server.env["CELERY_TASK_ALWAYS_EAGER"] = "0"
+    server.manage("migrate", "--noinput")
+    ticket = int(server.manage("shell", "-c", _SETUP).stdout.split()[-1])
+    go = tmp_path / "go"
+    racers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "manage.py",
+                "shell",
+                "--no-imports",
+                "-c",
+                _APPROVE.format(ticket=ticket, user=user, go=go),
+            ],
+            cwd=REPO,
+            env=server.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for user in ("ann", "bob")
+    ]
+    for racer in racers:  # both have started Django and read the ticket: go at once
+        while (line := racer.stdout.readline()) and line.strip() != "ready":
+            pass
+        assert line, "a racer exited before it was ready"
+    go.touch()
+    outcomes = sorted(racer.communicate(timeout=120)[0].strip().splitlines()[-1] for racer in racers)
+    assert outcomes[0].startswith("approved") and outcomes[1] == "conflict", outcomes
+    count = server.manage(
+        "shell",
+        "-c",
+        f"from assistant.models import OutboundMail as O; print(O.objects.filter(ticket={ticket}).count())",
+    )
+    assert count.stdout.split()[-1] == "1"

@@ -5,7 +5,7 @@ then parses and threads, so a parser bug or a crash loses nothing (the row stays
 
 Threading, in order: our Message-IDs or the customer's earlier ones named in In-Reply-To or
 References; then our ticket reference in the subject ([#PT-XXXXXX]); then the same normalised
-subject from the same sender on a ticket that is not closed, within THREAD_SUBJECT_DAYS. A mail
+subject from the same sender on a ticket updated within THREAD_SUBJECT_DAYS. A mail
 from a different sender never joins by subject, so two customers replying to the same newsletter
 stay apart.
 """
@@ -21,8 +21,10 @@ from pathlib import Path
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django_fsm import can_proceed
 
 from assistant.desk.parse import ParsedMail, parse
+from assistant.desk.review import move
 from assistant.models import Attachment, InboundMail, MailMessage, Ticket
 
 log = logging.getLogger(__name__)
@@ -110,10 +112,31 @@ def _store_message(inbound: InboundMail, parsed: ParsedMail) -> MailMessage:
     )
     for attachment in parsed.attachments:
         _store_attachment(message, attachment)
-    if ticket.status == Ticket.Status.ANSWERED and not parsed.automated:
-        ticket.status = Ticket.Status.NEW  # the customer wrote again
-    ticket.save()
+    Ticket.objects.filter(pk=ticket.pk).update(updated_at=timezone.now())
+    if parsed.automated:
+        if ticket.status == Ticket.Status.NEW and not ticket.messages.filter(automated="").exists():
+            move(
+                ticket,
+                "nothing_to_answer",
+                reason=f"Automated mail ({parsed.automated}): no reply is written.",
+            )
+    else:
+        if ticket.status != Ticket.Status.NEW and can_proceed(ticket.reopen):
+            move(ticket, "reopen", reason="The customer wrote again.")
+        if ticket.status == Ticket.Status.NEW:  # (a reply being sent right now: see record_sent)
+            ticket_id = ticket.pk
+            transaction.on_commit(lambda: enqueue_processing(ticket_id))
     return message
+
+
+def enqueue_processing(ticket_id: int) -> None:
+    """Triage and a draft, by the Celery worker (`manage.py serve` runs one)."""
+    from assistant.tasks import desk_process_ticket
+
+    try:
+        desk_process_ticket.delay(ticket_id)
+    except Exception:  # noqa: BLE001 - the mail is stored; the sweeper picks the ticket up later
+        log.exception("event=enqueue_failed ticket=%s", ticket_id)
 
 
 def _store_attachment(message: MailMessage, attachment) -> None:
@@ -162,7 +185,6 @@ def find_ticket(parsed: ParsedMail) -> Ticket | None:
         since = timezone.now() - timedelta(days=THREAD_SUBJECT_DAYS)
         return (
             Ticket.objects.filter(customer_email=parsed.from_email, subject=subject, updated_at__gte=since)
-            .exclude(status=Ticket.Status.CLOSED)
             .order_by("-updated_at")
             .first()
         )

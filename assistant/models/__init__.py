@@ -1,16 +1,33 @@
 """The assistant app's models: website conversations (chat.py) and the email desk (desk.py)."""
 
 from assistant.models.chat import Conversation, Feedback, Message, PinnedAnswer, Site
-from assistant.models.desk import Attachment, InboundMail, MailMessage, Ticket
+from assistant.models.desk import (
+    Attachment,
+    Draft,
+    InboundMail,
+    Mailbox,
+    MailMessage,
+    OutboundMail,
+    Ticket,
+    TicketEvent,
+    TriageLabel,
+)
+from assistant.models.training import TrainingExample
 
 __all__ = [
     "Attachment",
+    "Draft",
     "Conversation",
     "Feedback",
     "InboundMail",
+    "Mailbox",
     "MailMessage",
     "Message",
+    "OutboundMail",
     "PinnedAnswer",
     "Site",
     "Ticket",
+    "TicketEvent",
+    "TrainingExample",
+    "TriageLabel",
 ]

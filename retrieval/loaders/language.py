@@ -29,3 +29,10 @@ def detect_language(text: str) -> str:
     language, confidence = _identifier().classify(sample)
     # The model also answers in a few three-letter codes (and "und"); the field holds ISO 639-1.
     return language if confidence >= MIN_CONFIDENCE and len(language) == 2 else ""
+
+
+def classify_language(text: str) -> tuple[str, float]:
+    """(code, probability) for a short text such as an email, with no floor: callers that show
+    the confidence (the email desk's triage) decide what is too unsure."""
+    language, confidence = _identifier().classify(text[:SAMPLE_CHARS])
+    return str(language), float(confidence)

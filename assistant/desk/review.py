@@ -1,0 +1,229 @@
+"""Every decision on a ticket: the model's draft arriving, an agent editing, approving, rejecting,
+regenerating or reassigning. The console, the API and the Celery tasks all call these.
+
+`move` is the one transition function: it checks the move is allowed from the ticket's status,
+saves it only if the status is still the one it was read with (django-fsm-2's optimistic lock:
+of two agents approving at once exactly one wins, the other gets a conflict) and records a
+TicketEvent with who, when and why.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django_fsm import ConcurrentTransition, can_proceed
+
+from assistant.desk import drafting, outbound, triage
+from assistant.models import Draft, OutboundMail, Ticket, TicketEvent, TrainingExample
+from config.roles import AGENT, has_role
+
+log = logging.getLogger(__name__)
+
+
+class ReviewError(Exception):
+    def __init__(self, code: str, message: str, status: int = 409) -> None:
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status
+
+
+def move(ticket: Ticket, name: str, *, user=None, reason: str = "", data: dict | None = None) -> Ticket:
+    before = ticket.status
+    method = getattr(ticket, name)
+    if not can_proceed(method):
+        raise ReviewError(
+            "conflict", f"A ticket that is {before.replace('_', ' ')} cannot be {_VERBS[name]}."
+        )
+    try:
+        with transaction.atomic():  # a savepoint: a lost race leaves an outer transaction usable
+            method()
+            ticket.save()
+            _record(ticket, name, before, user, reason, data)
+    except ConcurrentTransition as exc:
+        ticket.refresh_from_db()
+        raise ReviewError(
+            "conflict", f"Someone else changed this ticket first (now {ticket.status})."
+        ) from exc
+    return ticket
+
+
+def _record(ticket: Ticket, name: str, before: str, user, reason: str, data: dict | None) -> None:
+    TicketEvent.objects.create(
+        ticket=ticket,
+        action=name,
+        from_status=before,
+        to_status=ticket.status,
+        user=user,
+        reason=reason,
+        data=data or {},
+    )
+
+
+_VERBS = {
+    "reopen": "reopened",
+    "draft_ready": "given a draft",
+    "nothing_to_answer": "set aside",
+    "approve": "approved",
+    "reject": "rejected",
+    "sent": "marked sent",
+    "send_failed": "marked failed",
+}
+
+
+def get_ticket(ticket_id: Any) -> Ticket:
+    try:
+        return Ticket.objects.get(pk=int(ticket_id))
+    except (TypeError, ValueError, Ticket.DoesNotExist) as exc:
+        raise ReviewError("not_found", "No such ticket.", 404) from exc
+
+
+def current_draft(ticket: Ticket) -> Draft | None:
+    return ticket.drafts.order_by("-version").first()
+
+
+def process_ticket(ticket_id: int) -> Draft | None:
+    """What the desk does with new mail (a Celery task): triage, then a draft for review, or
+    "no reply" when the thread has only automated mail since. Safe to run twice."""
+    ticket = Ticket.objects.filter(pk=ticket_id).first()
+    if ticket is None or ticket.status != Ticket.Status.NEW:
+        return None  # erased, or already drafted, approved or set aside
+    triage.triage(ticket)
+    draft = drafting.write_draft(ticket)
+    ticket.refresh_from_db()
+    try:
+        if draft is None:
+            move(ticket, "nothing_to_answer", reason="Only automated mail: no reply is written.")
+        else:
+            move(ticket, "draft_ready", data={"draft": draft.version, "low_confidence": draft.low_confidence})
+    except ReviewError as exc:  # an agent acted meanwhile; the draft is kept as a version
+        log.info("event=draft_not_applied ticket=%s reason=%s", ticket.pk, exc.message)
+    return draft
+
+
+def regenerate(ticket: Ticket, user) -> Draft:
+    """A fresh draft from the model (a new version; the old ones stay)."""
+    if ticket.status not in (Ticket.Status.NEW, Ticket.Status.NEEDS_REVIEW, Ticket.Status.FAILED):
+        raise ReviewError("conflict", f"A ticket that is {ticket.status} cannot get a new draft.")
+    draft = drafting.write_draft(ticket)
+    if draft is None:
+        raise ReviewError("nothing_to_answer", "This ticket has no customer mail to answer.")
+    TicketEvent.objects.create(ticket=ticket, action="regenerated", user=user, data={"draft": draft.version})
+    ticket.refresh_from_db()
+    if ticket.status == Ticket.Status.NEW:
+        move(ticket, "draft_ready", user=user, data={"draft": draft.version})
+    return draft
+
+
+def edit(ticket: Ticket, user, body: str) -> Draft:
+    """Save an agent's edit as a new version without sending it."""
+    body = _checked_body(body)
+    if ticket.status not in (Ticket.Status.NEEDS_REVIEW, Ticket.Status.FAILED):
+        raise ReviewError("conflict", f"A ticket that is {ticket.status} cannot be edited.")
+    base = current_draft(ticket)
+    draft = _edited_version(ticket, base, user, body)
+    TicketEvent.objects.create(ticket=ticket, action="edited", user=user, data={"draft": draft.version})
+    return draft
+
+
+def _checked_body(body: Any) -> str:
+    if not isinstance(body, str) or not body.strip():
+        raise ReviewError("bad_request", "The reply must be non-empty text.", 400)
+    if len(body) > settings.DESK_MAX_REPLY_CHARS:
+        raise ReviewError(
+            "too_large", f"The reply is longer than {settings.DESK_MAX_REPLY_CHARS} characters.", 413
+        )
+    return body.strip()
+
+
+def _edited_version(ticket: Ticket, base: Draft | None, user, body: str) -> Draft:
+    provenance = {}
+    if base is not None:  # the sources stay visible: an edit keeps what the draft was built on
+        provenance = {
+            "replying_to": base.replying_to,
+            "model_version": base.model_version,
+            "prompt_template": base.prompt_template,
+            "retrieved": base.retrieved,
+            "citations": base.citations,
+        }
+    return drafting.save_version(ticket, body=body, author=user, **provenance)
+
+
+def approve(
+    ticket: Ticket, user, body: str | None = None, *, expected_version: int | None = None
+) -> OutboundMail:
+    """Approve the current draft (or `body`, saved first as the agent's version) and send it.
+    The ticket moves to "sending" and an OutboundMail is created in one transaction; the mail
+    goes out after it commits. Approving twice, or two agents at once: one wins, the other gets
+    a conflict and nothing is sent twice."""
+    if body is not None:
+        body = _checked_body(body)
+    with transaction.atomic():
+        ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+        draft = current_draft(ticket)
+        if expected_version is not None and (draft is None or draft.version != expected_version):
+            raise ReviewError("stale", "The draft changed since you opened it; review the new version.")
+        if draft is None and body is None:
+            raise ReviewError("no_draft", "There is no draft to approve yet; write the reply.")
+        if body is not None and (draft is None or body != draft.body.strip()):
+            draft = _edited_version(ticket, draft, user, body)
+        existing = OutboundMail.objects.filter(draft=draft).first()
+        move(ticket, "approve", user=user, data={"draft": draft.version})
+        if existing is not None:  # approving a failed send again: the same mail, the same Message-ID
+            mail = outbound.retry_by_hand(existing)
+        else:
+            mail = outbound.prepare(ticket, draft, user)
+            _keep_for_training(ticket, draft, user)
+        transaction.on_commit(lambda: outbound.enqueue(mail.pk))
+    log.info(
+        "event=reply_approved ticket=%s draft=%s user=%s", ticket.pk, draft.version, user.pk if user else None
+    )
+    return mail
+
+
+def _keep_for_training(ticket: Ticket, draft: Draft, user) -> None:
+    question = draft.replying_to
+    if question is None:
+        return
+    generated = ticket.drafts.filter(author__isnull=True, replying_to=question).order_by("-version").first()
+    TrainingExample.objects.create(
+        source=TrainingExample.Source.EMAIL,
+        ticket=ticket,
+        draft=draft,
+        question=drafting.question_text(ticket, question),
+        answer=draft.body,
+        context=[
+            {"role": role, "content": text} for role, text in drafting._thread_history(ticket, question)
+        ],
+        sources=draft.citations,
+        model_draft_unchanged=draft.author_id is None
+        or (generated is not None and generated.body.strip() == draft.body),
+        approved_by=user,
+        customer_email=ticket.customer_email,
+    )
+
+
+def reject(ticket: Ticket, user, reason: Any) -> Ticket:
+    if not isinstance(reason, str) or not reason.strip():
+        raise ReviewError("bad_request", "Say why the draft is rejected (a reason is required).", 400)
+    return move(ticket, "reject", user=user, reason=reason.strip()[:2000])
+
+
+def reassign(ticket: Ticket, user, assignee) -> Ticket:
+    if assignee is not None and not has_role(assignee, AGENT):
+        raise ReviewError("bad_request", "Tickets can only be assigned to agents.", 400)
+    before = ticket.assigned_to
+    with transaction.atomic():
+        Ticket.objects.filter(pk=ticket.pk).update(assigned_to=assignee)
+        TicketEvent.objects.create(
+            ticket=ticket,
+            action="reassigned",
+            user=user,
+            data={
+                "from": before.get_username() if before else None,
+                "to": assignee.get_username() if assignee else None,
+            },
+        )
+    ticket.assigned_to = assignee
+    return ticket
