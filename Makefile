@@ -29,6 +29,8 @@ setup: install
 	$(BIN)/python manage.py ingest demo/
 
 run: export DEBUG ?= 1
+# The email desk's inbound SMTP listener (mail sent to any address at 127.0.0.1:2525 becomes a ticket).
+run: export SMTP_INBOUND_PORT ?= 2525
 run: setup
 	$(BIN)/python manage.py serve --port $(PORT)
 

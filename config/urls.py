@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import path
 
 from assistant import views as assistant_views
+from assistant.desk import views as desk_views
 from config.api import api
 
 urlpatterns = [
@@ -11,6 +12,13 @@ urlpatterns = [
     path("console/", assistant_views.console, name="console"),
     path("console/analytics/", assistant_views.console_analytics, name="console-analytics"),
     path("console/analytics/<str:what>.<str:fmt>", assistant_views.console_export, name="console-export"),
+    path("console/desk/", desk_views.desk, name="desk"),
+    path("console/desk/<int:ticket_id>/", desk_views.ticket, name="desk-ticket"),
+    path("console/desk/<int:ticket_id>/approve", desk_views.approve, name="desk-approve"),
+    path("console/desk/<int:ticket_id>/edit", desk_views.edit, name="desk-edit"),
+    path("console/desk/<int:ticket_id>/reject", desk_views.reject, name="desk-reject"),
+    path("console/desk/<int:ticket_id>/regenerate", desk_views.regenerate, name="desk-regenerate"),
+    path("console/desk/<int:ticket_id>/reassign", desk_views.reassign, name="desk-reassign"),
     path("admin/", admin.site.urls),
     path("api/", api.urls),
 ]

@@ -41,8 +41,13 @@ class Catcher:
 
 @pytest.fixture
 def desk(settings, tmp_path):
-    """Mail storage in a temporary directory and outbound SMTP to a catching server."""
+    """Mail storage in a temporary directory, the default triage labels (an earlier test's flush
+    removed the migration's) and outbound SMTP to a catching server."""
     from aiosmtpd.controller import Controller
+
+    from assistant.desk.labels import seed_labels
+
+    seed_labels(TriageLabel)
 
     settings.DATA_DIR = tmp_path
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"  # pytest-django sets locmem
@@ -120,9 +125,11 @@ def test_approved_reply_is_sent_once_threaded_and_kept_for_training(drafted, des
     assert sent["In-Reply-To"] == first["Message-ID"] and first["Message-ID"] in sent["References"]
     assert sent["X-Parley-Desk"] == ticket.reference and f"[#{ticket.reference}]" in sent["Subject"]
     assert sent["To"].addresses[0].addr_spec == "ana@example.com"
-    plain = sent.get_body(("plain",)).get_content()
+    plain = sent.get_body(("plain",)).get_content().replace("\r\n", "\n")
     html = sent.get_body(("html",)).get_content()
     assert "Please restart your router" in plain and "Please restart your router" in html
+    # The source it cites by number is named under the reply, so the customer can look it up.
+    assert f"Sources:\n[1] {draft.citations[0]['title']}" in plain and "<li>[1] " in html
     ticket.refresh_from_db()
     assert ticket.status == Ticket.Status.SENT
     assert ticket.drafts.count() == 2 and ticket.drafts.get(version=2).author == agent  # every version kept
@@ -278,12 +285,18 @@ def test_review_api_refuses_bad_requests_clearly(desk, agent, client, settings):
     assert post("reject", {"reason": "  "}).status_code == 400
     assert post("reject").status_code == 422
     assert post("draft", {"body": "x" * (settings.DESK_MAX_REPLY_CHARS + 1)}).status_code == 413
+    assert post("draft", {"body": "First words", "version": 0}).json()["error"]["code"] == "conflict"  # new
+    Ticket.objects.filter(pk=ticket.pk).update(
+        status=Ticket.Status.NEEDS_REVIEW
+    )  # as if the model had failed
+    assert post("draft", {"body": "First words", "version": 0}).status_code == 201
+    assert post("draft", {"body": "Second words", "version": 0}).json()["error"]["code"] == "stale"
     assert post("reassign", {"agent": "nobody-here"}).json()["error"]["code"] == "unknown_agent"
     assert post("reassign", {"agent": "no-role"}).status_code == 400
     response = post("reassign", {"agent": "agent-ann"})
     assert response.status_code == 200 and response.json()["assigned_to"] == "agent-ann"
     assert post("reject", {"reason": "Spam"}).json()["status"] == "rejected"
-    assert post("approve", {"body": "Hello"}).status_code == 409
+    assert post("approve", {"body": "Hello"}).status_code == 409  # rejected: nothing more is sent
     assert Ticket.objects.get().events.filter(action="reject", reason="Spam").exists()
     assert client.get("/api/openapi.json").json()["paths"]["/api/tickets/{ticket_id}/approve"]
 

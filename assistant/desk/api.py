@@ -38,6 +38,7 @@ class RejectIn(Schema):
 
 class DraftIn(Schema):
     body: str
+    version: int | None = None  # the draft version the agent edited (0: none); a newer one is a conflict
 
 
 class ReassignIn(Schema):
@@ -95,7 +96,9 @@ def reject(request: HttpRequest, ticket_id: str, payload: RejectIn) -> dict[str,
     "/tickets/{ticket_id}/draft", response={201: dict}, summary="Save an edited draft as a new version"
 )
 def edit_draft(request: HttpRequest, ticket_id: str, payload: DraftIn):
-    draft = _decide(review.edit, _ticket(request, ticket_id), request.user, payload.body)
+    draft = _decide(
+        review.edit, _ticket(request, ticket_id), request.user, payload.body, expected_version=payload.version
+    )
     return Status(201, present.draft_data(draft))
 
 
@@ -104,8 +107,7 @@ def regenerate(request: HttpRequest, ticket_id: str):
     from assistant.tasks import desk_regenerate
 
     ticket = _ticket(request, ticket_id)
-    if ticket.status not in (ticket.Status.NEW, ticket.Status.NEEDS_REVIEW, ticket.Status.FAILED):
-        raise ApiError(409, "conflict", f"A ticket that is {ticket.status} cannot get a new draft.")
+    _decide(review.check_regenerate, ticket)
     desk_regenerate.delay(ticket.pk, request.user.pk)
     return Status(202, {"ticket": ticket.pk, "queued": True})
 

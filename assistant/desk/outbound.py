@@ -41,25 +41,33 @@ def reply_subject(ticket: Ticket, original: str) -> str:
     return subject[:500]
 
 
-def _sources_footer(draft: Draft) -> list[tuple[str, str]]:
+def _sources_footer(draft: Draft) -> list[tuple[int, str, str]]:
+    """The sources the reply cites by number ([1]), so the customer can look them up: number,
+    title and web address (empty where the document has none)."""
     cited = {int(n) for n in re.findall(r"\[(\d{1,2})\]", draft.body)}
     return [
-        (c["title"], c["url"])
+        (c["n"], c["title"], c["url"] if str(c.get("url", "")).startswith(("https://", "http://")) else "")
         for c in draft.citations
-        if c.get("n") in cited and str(c.get("url", "")).startswith(("https://", "http://"))
+        if c.get("n") in cited
     ]
 
 
 def render(draft: Draft) -> tuple[str, str]:
     """The plain-text and HTML bodies. The HTML is the text escaped, in paragraphs: nothing the
     model or an agent typed becomes markup."""
-    text = draft.body.strip()
+    body = draft.body.strip()
     footer = _sources_footer(draft)
+    text, html = body, linebreaks(escape(body))
     if footer:
-        text += "\n\nSources:\n" + "\n".join(f"- {title}: {url}" for title, url in footer)
-    html = linebreaks(escape(draft.body.strip()))
-    if footer:
-        items = "".join(f'<li><a href="{escape(url)}">{escape(title)}</a></li>' for title, url in footer)
+        text += "\n\nSources:\n" + "\n".join(
+            f"[{n}] {title}" + (f": {url}" if url else "") for n, title, url in footer
+        )
+        items = "".join(
+            f"<li>[{n}] "
+            + (f'<a href="{escape(url)}">{escape(title)}</a>' if url else escape(title))
+            + "</li>"
+            for n, title, url in footer
+        )
         html += f"<p>Sources:</p><ul>{items}</ul>"
     return text, f"<!doctype html><html><body>{html}</body></html>"
 

@@ -102,10 +102,21 @@ def process_ticket(ticket_id: int) -> Draft | None:
     return draft
 
 
+REGENERATABLE = (Ticket.Status.NEW, Ticket.Status.NEEDS_REVIEW, Ticket.Status.FAILED)
+
+
+def check_regenerate(ticket: Ticket) -> None:
+    """Refuse, with the reason, a new draft for a ticket that is being sent, sent or closed.
+    Callers that queue the work (API, console) check here first, where the agent sees why."""
+    if ticket.status not in REGENERATABLE:
+        raise ReviewError(
+            "conflict", f"A ticket that is {ticket.status.replace('_', ' ')} cannot get a new draft."
+        )
+
+
 def regenerate(ticket: Ticket, user) -> Draft:
     """A fresh draft from the model (a new version; the old ones stay)."""
-    if ticket.status not in (Ticket.Status.NEW, Ticket.Status.NEEDS_REVIEW, Ticket.Status.FAILED):
-        raise ReviewError("conflict", f"A ticket that is {ticket.status} cannot get a new draft.")
+    check_regenerate(ticket)
     draft = drafting.write_draft(ticket)
     if draft is None:
         raise ReviewError("nothing_to_answer", "This ticket has no customer mail to answer.")
@@ -116,13 +127,22 @@ def regenerate(ticket: Ticket, user) -> Draft:
     return draft
 
 
-def edit(ticket: Ticket, user, body: str) -> Draft:
+def _check_version(draft: Draft | None, expected_version: int | None) -> None:
+    """`expected_version` is the draft version the agent saw (0: none): a newer one is a conflict."""
+    if expected_version is not None and (draft.version if draft else 0) != expected_version:
+        raise ReviewError("stale", "The draft changed since you opened it; review the new version.")
+
+
+def edit(ticket: Ticket, user, body: str, *, expected_version: int | None = None) -> Draft:
     """Save an agent's edit as a new version without sending it."""
     body = _checked_body(body)
     if ticket.status not in (Ticket.Status.NEEDS_REVIEW, Ticket.Status.FAILED):
         raise ReviewError("conflict", f"A ticket that is {ticket.status} cannot be edited.")
-    base = current_draft(ticket)
-    draft = _edited_version(ticket, base, user, body)
+    with transaction.atomic():
+        ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+        base = current_draft(ticket)
+        _check_version(base, expected_version)
+        draft = _edited_version(ticket, base, user, body)
     TicketEvent.objects.create(ticket=ticket, action="edited", user=user, data={"draft": draft.version})
     return draft
 
@@ -162,8 +182,7 @@ def approve(
     with transaction.atomic():
         ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
         draft = current_draft(ticket)
-        if expected_version is not None and (draft is None or draft.version != expected_version):
-            raise ReviewError("stale", "The draft changed since you opened it; review the new version.")
+        _check_version(draft, expected_version)
         if draft is None and body is None:
             raise ReviewError("no_draft", "There is no draft to approve yet; write the reply.")
         if body is not None and (draft is None or body != draft.body.strip()):
