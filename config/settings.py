@@ -339,6 +339,19 @@ DESK_SEND_BACKOFF_SECONDS = envint("DESK_SEND_BACKOFF_SECONDS", 30, minimum=0)
 DESK_SEND_STALE_SECONDS = envint("DESK_SEND_STALE_SECONDS", 600, minimum=10)
 EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", 30, minimum=1)
 DESK_IMAP_POLL_SECONDS = envint("DESK_IMAP_POLL_SECONDS", 60, minimum=5)
+# --- Content studio ----------------------------------------------------------------------------
+CONTENT_SITE_NAME = envstr("CONTENT_SITE_NAME", "Parley")  # after " | " in generated SEO titles
+CONTENT_RETRIEVAL_K = envint("CONTENT_RETRIEVAL_K", 3, minimum=1)
+CONTENT_OUTLINE_TOKENS = envint("CONTENT_OUTLINE_TOKENS", 60, minimum=8)
+CONTENT_SECTION_TOKENS = envint("CONTENT_SECTION_TOKENS", 220, minimum=8)
+CONTENT_IMAGE_CANDIDATES = envint("CONTENT_IMAGE_CANDIDATES", 2, minimum=1)
+CONTENT_IMAGE_STEPS = envint("CONTENT_IMAGE_STEPS", 4, minimum=1)
+# Size presets (width, height), within IMAGE_MAX_SIDE and multiples of 8: a 1.91:1 social card
+# (1200x630 when scaled), a square and a 16:9 picture.
+CONTENT_IMAGE_PRESETS = {"social": (1024, 536), "square": (768, 768), "landscape": (1024, 576)}
+# Overrides of the SEO and quality checks' thresholds (content/checks.py), e.g. {"min_words": 600}.
+CONTENT_CHECKS: dict = {}
+
 CELERY_BEAT_SCHEDULE |= {
     "desk-poll-mailboxes": {"task": "assistant.desk_poll_mailboxes", "schedule": DESK_IMAP_POLL_SECONDS},
     # Replies whose retry is due, drafts a lost task never wrote, attempts that were cut off.

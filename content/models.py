@@ -1,1 +1,213 @@
-"""Content studio tables arrive with the content-studio issue."""
+"""The content studio: a brief, the item generated from it (an article with its meta tags, FAQ and
+images), every revision of it, comments, state changes and image jobs.
+
+An item's state is a state machine (django-fsm-2): draft → in review → changes requested →
+approved → published, moved only by content/review.py's `move`, which records who, when and why.
+Its fields are edited only through content/review.py's `save_fields`, which checks the revision
+the editor started from (two editors never silently overwrite each other) and keeps a Revision.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django_fsm import ConcurrentTransitionMixin, FSMField, transition
+
+from config.transitions import DecisionRecord
+from inference.models import ModelVersion
+
+# The fields an item's text is made of; a Revision snapshots exactly these.
+TEXT_FIELDS = ("title", "meta_title", "meta_description", "slug", "intro", "sections", "faq", "image_prompts")
+
+
+class Brief(models.Model):
+    class Length(models.TextChoices):
+        SHORT = "short"  # ~400 words
+        MEDIUM = "medium"  # ~800 words
+        LONG = "long"  # ~1,400 words
+
+    topic = models.CharField(max_length=200)
+    keyphrase = models.CharField(max_length=100)
+    audience = models.CharField(max_length=200, blank=True)
+    tone = models.CharField(max_length=50, blank=True)
+    language = models.CharField(max_length=8, default="en")
+    length = models.CharField(max_length=8, choices=Length.choices, default=Length.MEDIUM)
+    style_guide = models.TextField(blank=True)
+    collection = models.CharField(max_length=64, default="default")
+    references = models.ManyToManyField("retrieval.Document", blank=True)
+    with_images = models.BooleanField(default=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.topic
+
+
+class ContentItem(ConcurrentTransitionMixin, models.Model):
+    class State(models.TextChoices):
+        DRAFT = "draft"
+        IN_REVIEW = "in_review"
+        CHANGES_REQUESTED = "changes_requested"
+        APPROVED = "approved"
+        PUBLISHED = "published"
+
+    class Generation(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    brief = models.OneToOneField(Brief, on_delete=models.CASCADE, related_name="item")
+    state = FSMField(max_length=20, choices=State.choices, default=State.DRAFT, protected=False)
+    # Generation progress (the Celery task updates these and tells the studio page live).
+    generation = models.CharField(max_length=8, choices=Generation.choices, default=Generation.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0)
+    step = models.CharField(max_length=100, blank=True)
+    error = models.TextField(blank=True)
+    # The text.
+    title = models.CharField(max_length=300, blank=True)
+    meta_title = models.CharField(max_length=300, blank=True)
+    meta_description = models.CharField(max_length=500, blank=True)
+    slug = models.SlugField(max_length=200, blank=True, allow_unicode=True)
+    intro = models.TextField(blank=True)
+    sections = models.JSONField(default=list, blank=True)  # [{"id": "s1", "heading": ..., "text": ...}]
+    faq = models.JSONField(default=list, blank=True)  # [{"question": ..., "answer": ...}]
+    image_prompts = models.JSONField(
+        default=list, blank=True
+    )  # [{"prompt", "negative_prompt", "alt", "size"}]
+    revision = models.PositiveIntegerField(default=0)  # bumped by every save of the text
+    # Quality: the latest check results, and editors' written overrides of failing checks.
+    checks = models.JSONField(default=list, blank=True)
+    overrides = models.JSONField(default=dict, blank=True)  # {check_id: {"reason", "user", "at"}}
+    # Provenance of what the model wrote.
+    model_version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.PROTECT)
+    prompt_template = models.CharField(max_length=32, blank=True)
+    retrieved = models.JSONField(default=list, blank=True)  # [{chunk, score, document, title}]
+    # Workflow.
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="content_items",
+    )
+    due_date = models.DateField(null=True, blank=True)
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    approved_at = models.DateTimeField(null=True, blank=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+
+    def __str__(self) -> str:
+        return self.title or self.brief.topic
+
+    @transition(field=state, source=[State.DRAFT, State.CHANGES_REQUESTED], target=State.IN_REVIEW)
+    def submit(self) -> None:
+        pass
+
+    @transition(field=state, source=State.IN_REVIEW, target=State.CHANGES_REQUESTED)
+    def request_changes(self) -> None:
+        pass
+
+    @transition(field=state, source=State.IN_REVIEW, target=State.APPROVED)
+    def approve(self) -> None:
+        pass
+
+    @transition(field=state, source=State.APPROVED, target=State.PUBLISHED)
+    def publish(self) -> None:
+        self.published_at = timezone.now()
+
+    # An edit after approval (or publication) needs a new approval.
+    @transition(field=state, source=[State.APPROVED, State.PUBLISHED], target=State.IN_REVIEW)
+    def edited_after_approval(self) -> None:
+        self.approved_by, self.approved_at = None, None
+
+
+class Revision(models.Model):
+    """The item's text as it was after one save: by the model (author empty) or an editor."""
+
+    item = models.ForeignKey(ContentItem, on_delete=models.CASCADE, related_name="revisions")
+    number = models.PositiveIntegerField()
+    fields = models.JSONField()
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    note = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["item", "number"]
+        constraints = [models.UniqueConstraint(fields=["item", "number"], name="one_revision_per_number")]
+
+    def __str__(self) -> str:
+        return f"{self.item_id} r{self.number}"
+
+
+class Comment(models.Model):
+    """An editor's comment, anchored to a section (its id) or a field name."""
+
+    item = models.ForeignKey(ContentItem, on_delete=models.CASCADE, related_name="comments")
+    anchor = models.CharField(max_length=64)
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
+    text = models.TextField()
+    resolved = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.item_id} {self.anchor}: {self.text[:40]}"
+
+
+class StateChange(DecisionRecord):
+    item = models.ForeignKey(ContentItem, on_delete=models.CASCADE, related_name="state_changes")
+    from_state = models.CharField(max_length=20)
+    to_state = models.CharField(max_length=20)
+
+    class Meta(DecisionRecord.Meta):
+        pass
+
+    def __str__(self) -> str:
+        return f"{self.item_id} {self.action}"
+
+
+class ContentImage(models.Model):
+    """One image candidate for one of the item's image prompts."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    item = models.ForeignKey(ContentItem, on_delete=models.CASCADE, related_name="images")
+    slot = models.PositiveSmallIntegerField()  # index into item.image_prompts
+    prompt = models.TextField()
+    negative_prompt = models.TextField(blank=True)
+    alt = models.CharField(max_length=300, blank=True)
+    seed = models.BigIntegerField()
+    steps = models.PositiveSmallIntegerField(null=True, blank=True)
+    guidance = models.FloatField(null=True, blank=True)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0)
+    path = models.CharField(max_length=300, blank=True)  # relative to DATA_DIR
+    model_version = models.CharField(max_length=200, blank=True)
+    meaningful = models.BooleanField(default=True)  # False: the built-in offline pipeline
+    chosen = models.BooleanField(default=False)
+    rejected = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["item", "slot", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.item_id} image {self.slot} ({self.status})"

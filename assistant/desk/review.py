@@ -14,11 +14,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django_fsm import ConcurrentTransition, can_proceed
 
 from assistant.desk import drafting, outbound, triage
 from assistant.models import Draft, OutboundMail, Ticket, TicketEvent, TrainingExample
 from config.roles import AGENT, has_role
+from config.transitions import TransitionRefused, run_transition
 
 log = logging.getLogger(__name__)
 
@@ -30,35 +30,27 @@ class ReviewError(Exception):
 
 
 def move(ticket: Ticket, name: str, *, user=None, reason: str = "", data: dict | None = None) -> Ticket:
-    before = ticket.status
-    method = getattr(ticket, name)
-    if not can_proceed(method):
-        raise ReviewError(
-            "conflict", f"A ticket that is {before.replace('_', ' ')} cannot be {_VERBS[name]}."
+    def record(before: str) -> None:
+        TicketEvent.objects.create(
+            ticket=ticket,
+            action=name,
+            from_status=before,
+            to_status=ticket.status,
+            user=user,
+            reason=reason,
+            data=data or {},
         )
+
     try:
-        with transaction.atomic():  # a savepoint: a lost race leaves an outer transaction usable
-            method()
-            ticket.save()
-            _record(ticket, name, before, user, reason, data)
-    except ConcurrentTransition as exc:
-        ticket.refresh_from_db()
-        raise ReviewError(
-            "conflict", f"Someone else changed this ticket first (now {ticket.status})."
-        ) from exc
+        run_transition(ticket, name, "status", record)
+    except TransitionRefused as exc:
+        if exc.lost_race:
+            raise ReviewError(
+                "conflict", f"Someone else changed this ticket first (now {exc.current})."
+            ) from exc
+        state = exc.current.replace("_", " ")
+        raise ReviewError("conflict", f"A ticket that is {state} cannot be {_VERBS[name]}.") from exc
     return ticket
-
-
-def _record(ticket: Ticket, name: str, before: str, user, reason: str, data: dict | None) -> None:
-    TicketEvent.objects.create(
-        ticket=ticket,
-        action=name,
-        from_status=before,
-        to_status=ticket.status,
-        user=user,
-        reason=reason,
-        data=data or {},
-    )
 
 
 _VERBS = {

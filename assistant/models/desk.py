@@ -13,6 +13,7 @@ from django.db import models
 from django.utils import timezone
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
+from config.transitions import DecisionRecord
 from inference.models import ModelVersion
 
 
@@ -134,20 +135,15 @@ class Ticket(ConcurrentTransitionMixin, models.Model):
         pass
 
 
-class TicketEvent(models.Model):
+class TicketEvent(DecisionRecord):
     """The record of a ticket's moves and decisions: who did what, when, and why."""
 
     ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="events")
-    action = models.CharField(max_length=32)  # a transition name, or "reassigned", "edited", ...
     from_status = models.CharField(max_length=16, blank=True)
     to_status = models.CharField(max_length=16, blank=True)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    reason = models.TextField(blank=True)
-    data = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
 
-    class Meta:
-        ordering = ["created_at", "id"]
+    class Meta(DecisionRecord.Meta):
+        pass
 
     def __str__(self) -> str:
         return f"{self.ticket_id} {self.action}"

@@ -1,0 +1,55 @@
+"""State changes with their record: the one way the desk's tickets and the studio's items move.
+
+`run_transition` performs a django-fsm-2 transition, saves it only if the state is still the one
+it was read with (ConcurrentTransitionMixin: of two people acting at once exactly one wins) and
+writes the record in the same transaction, a savepoint, so a lost race leaves an outer
+transaction usable. `DecisionRecord` is the shape of those records: who did what, when, why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.conf import settings
+from django.db import models, transaction
+from django.utils import timezone
+from django_fsm import ConcurrentTransition, can_proceed
+
+
+class TransitionRefused(Exception):
+    """`lost_race` False: not allowed from the current state; True: someone moved it first."""
+
+    def __init__(self, current: str, *, lost_race: bool) -> None:
+        super().__init__(current)
+        self.current, self.lost_race = current, lost_race
+
+
+def run_transition(obj: models.Model, name: str, field: str, record: Callable[[str], None]) -> str:
+    """Run transition `name` of `obj` (state in `field`) and `record(before)`; returns `before`."""
+    before = getattr(obj, field)
+    method = getattr(obj, name)
+    if not can_proceed(method):
+        raise TransitionRefused(before, lost_race=False)
+    try:
+        with transaction.atomic():
+            method()
+            obj.save()
+            record(before)
+    except ConcurrentTransition as exc:
+        obj.refresh_from_db()
+        raise TransitionRefused(getattr(obj, field), lost_race=True) from exc
+    return before
+
+
+class DecisionRecord(models.Model):
+    """Who did what to a ticket or an item, when and why (subclasses add what it was done to)."""
+
+    action = models.CharField(max_length=32)  # a transition name, or "reassigned", "edited", ...
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    reason = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        abstract = True
+        ordering = ["created_at", "id"]

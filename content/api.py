@@ -1,0 +1,265 @@
+"""Content studio API: briefs in, reviewed articles out. Staff with the editor role.
+
+Edits carry the revision they started from (a newer one is a 409 `edit_conflict`); state moves
+go through content/review.py's `transition`, which only a named editor can make."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any, Literal
+
+from django.db import transaction
+from django.db.models import Q
+from django.http import FileResponse, HttpRequest, HttpResponse
+from ninja import Field, Query, Router, Schema, Status
+
+from config.api import ApiError, require_role
+from config.roles import EDITOR
+from content import images, present, review
+from content.models import Brief, ContentImage, ContentItem
+from content.review import StudioError
+
+router = Router(tags=["content studio"])
+
+
+class BriefIn(Schema):
+    topic: str = Field(..., min_length=1, max_length=200)
+    keyphrase: str = Field(..., min_length=1, max_length=100)
+    audience: str = Field("", max_length=200)
+    tone: str = Field("", max_length=50)
+    language: str = Field("en", min_length=2, max_length=8)
+    length: Literal["short", "medium", "long"] = "medium"
+    style_guide: str = Field("", max_length=20_000)
+    collection: str = Field("default", min_length=1, max_length=64)
+    references: list[int] = Field(default_factory=list, max_length=20)
+    with_images: bool = True
+
+
+class ItemFilter(Schema):
+    state: str | None = None
+    q: str | None = None
+    assignee: str | None = None
+    limit: int = 50
+    offset: int = 0
+
+
+class EditIn(Schema):
+    revision: int  # the revision the editor started from
+    fields: dict[str, Any]
+    note: str = ""
+
+
+class TransitionIn(Schema):
+    to: str
+    reason: str = ""
+    overrides: dict[str, str] = Field(default_factory=dict)
+
+
+class CommentIn(Schema):
+    anchor: str
+    text: str
+
+
+class PartIn(Schema):
+    part: str  # "intro", "meta_description", "faq" or a section id
+
+
+class AssignIn(Schema):
+    assignee: str | None = None
+    due_date: date | None = None
+
+
+def _call(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except StudioError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from exc
+
+
+def _item(request: HttpRequest, item_id: str) -> ContentItem:
+    require_role(request, EDITOR)
+    return _call(review.get_item, item_id)
+
+
+@router.post(
+    "/content/briefs", response={202: dict}, summary="A brief: the article is generated in the background"
+)
+def create_brief(request: HttpRequest, payload: BriefIn):
+    from content.tasks import content_generate
+    from retrieval.models import Document
+
+    require_role(request, EDITOR)
+    data = payload.dict()
+    references = data.pop("references")
+    if not data["topic"].strip() or not data["keyphrase"].strip():
+        raise ApiError(400, "bad_request", "The topic and the keyphrase must not be blank.")
+    found = set(Document.objects.filter(pk__in=references).values_list("pk", flat=True))
+    if set(references) - found:
+        raise ApiError(400, "unknown_document", "A reference document does not exist.")
+    with transaction.atomic():
+        brief = Brief.objects.create(
+            created_by=request.user, **{k: v.strip() if isinstance(v, str) else v for k, v in data.items()}
+        )
+        brief.references.set(found)
+        item = ContentItem.objects.create(brief=brief, title=brief.topic)
+        transaction.on_commit(lambda: content_generate.delay(item.pk))
+    return Status(202, {"id": item.pk, "generation": item.generation})
+
+
+@router.get("/content/items", summary="Items by state, search and assignee")
+def list_items(request: HttpRequest, filters: Query[ItemFilter]) -> dict[str, Any]:
+    require_role(request, EDITOR)
+    items = ContentItem.objects.select_related("brief", "assignee")
+    if filters.state:
+        if filters.state not in ContentItem.State.values:
+            raise ApiError(400, "bad_state", f"state must be one of: {', '.join(ContentItem.State.values)}.")
+        items = items.filter(state=filters.state)
+    if filters.q:
+        items = items.filter(Q(title__icontains=filters.q) | Q(brief__keyphrase__icontains=filters.q))
+    if filters.assignee:
+        items = items.filter(assignee__username=filters.assignee)
+    limit, offset = min(max(filters.limit, 1), 200), max(filters.offset, 0)
+    return {"count": items.count(), "items": [present.summary(i) for i in items[offset : offset + limit]]}
+
+
+@router.get(
+    "/content/items/{item_id}", summary="An item: state, fields, checks, images, revisions with diffs"
+)
+def get_item(request: HttpRequest, item_id: str) -> dict[str, Any]:
+    return present.detail(_item(request, item_id))
+
+
+@router.patch("/content/items/{item_id}", summary="Edit fields, from the revision you started with")
+def edit_item(request: HttpRequest, item_id: str, payload: EditIn) -> dict[str, Any]:
+    item = _item(request, item_id)
+    item = _call(
+        review.save_fields,
+        item,
+        payload.fields,
+        user=request.user,
+        base_revision=payload.revision,
+        note=payload.note,
+    )
+    return present.detail(item)
+
+
+@router.post(
+    "/content/items/{item_id}/transition",
+    summary="Move the item: in_review, changes_requested, approved, published",
+)
+def transition(request: HttpRequest, item_id: str, payload: TransitionIn) -> dict[str, Any]:
+    item = _item(request, item_id)
+    item = _call(
+        review.transition,
+        item,
+        payload.to,
+        user=request.user,
+        reason=payload.reason,
+        overrides=payload.overrides,
+    )
+    return present.summary(item)
+
+
+@router.post("/content/items/{item_id}/regenerate", summary="Rewrite one part; the rest stays")
+def regenerate(request: HttpRequest, item_id: str, payload: PartIn) -> dict[str, Any]:
+    from content.generation import regenerate_part
+
+    item = _item(request, item_id)
+    if item.generation != ContentItem.Generation.DONE:
+        raise ApiError(409, "generating", "The article is still being generated.")
+    return present.detail(_call(regenerate_part, item, payload.part, user=request.user))
+
+
+@router.post(
+    "/content/items/{item_id}/comments", response={201: dict}, summary="Comment on a section or field"
+)
+def comment(request: HttpRequest, item_id: str, payload: CommentIn):
+    created = _call(review.add_comment, _item(request, item_id), request.user, payload.anchor, payload.text)
+    return Status(201, {"id": created.pk, "anchor": created.anchor, "text": created.text})
+
+
+@router.post("/content/items/{item_id}/assign", summary="Set the assignee and due date")
+def assign(request: HttpRequest, item_id: str, payload: AssignIn) -> dict[str, Any]:
+    from django.contrib.auth import get_user_model
+
+    from config.roles import has_role
+
+    item = _item(request, item_id)
+    assignee = None
+    if payload.assignee:
+        assignee = get_user_model().objects.filter(username=payload.assignee).first()
+        if assignee is None or not has_role(assignee, EDITOR):
+            raise ApiError(400, "unknown_editor", "No editor with that name.")
+    ContentItem.objects.filter(pk=item.pk).update(assignee=assignee, due_date=payload.due_date)
+    item.refresh_from_db()
+    return present.summary(item)
+
+
+@router.get("/content/items/{item_id}/export", summary="Markdown with front matter, HTML or JSON")
+def export(
+    request: HttpRequest,
+    item_id: str,
+    format: Literal["md", "html", "json", "zip"] = "md",
+    strip_metadata: bool = False,
+):  # noqa: A002
+    from content import export as exporters
+
+    item = _item(request, item_id)
+    if item.state not in (ContentItem.State.APPROVED, ContentItem.State.PUBLISHED):
+        raise ApiError(409, "not_approved", "Only approved or published items are exported.")
+    data = present.export_item(item)
+    try:
+        if format == "json":
+            return exporters.to_json(data)
+        if format == "zip":
+            response = HttpResponse(
+                exporters.bundle(data, strip_metadata=strip_metadata), content_type="application/zip"
+            )
+            response["Content-Disposition"] = f'attachment; filename="{item.slug or item.pk}.zip"'
+            return response
+        if format == "html":
+            return HttpResponse(exporters.to_html(data), content_type="text/html; charset=utf-8")
+        return HttpResponse(exporters.to_markdown(data), content_type="text/markdown; charset=utf-8")
+    except exporters.ExportError as exc:
+        raise ApiError(409, exc.code, str(exc)) from exc
+
+
+@router.post(
+    "/content/items/{item_id}/images", response={202: dict}, summary="More candidates for one image prompt"
+)
+def more_images(request: HttpRequest, item_id: str, slot: int):
+    rows = _call(images.queue_images, _item(request, item_id), slot)
+    return Status(202, {"queued": [r.pk for r in rows]})
+
+
+def _image(request: HttpRequest, image_id: str) -> ContentImage:
+    require_role(request, EDITOR)
+    try:
+        return ContentImage.objects.get(pk=int(image_id))
+    except (ValueError, ContentImage.DoesNotExist) as exc:
+        raise ApiError(404, "not_found", "No such image.") from exc
+
+
+@router.post("/content/images/{image_id}/{action}", summary="choose, reject or cancel an image candidate")
+def image_action(
+    request: HttpRequest, image_id: str, action: Literal["choose", "reject", "cancel"]
+) -> dict[str, Any]:
+    image = _image(request, image_id)
+    if action == "choose":
+        image = _call(images.choose, image)
+    elif action == "reject":
+        ContentImage.objects.filter(pk=image.pk).update(rejected=True, chosen=False)
+        image.refresh_from_db()
+    elif not images.cancel(image):
+        raise ApiError(409, "conflict", "Only a queued image can be cancelled.")
+    else:
+        image.refresh_from_db()
+    return present.image_data(image)
+
+
+@router.get("/content/images/{image_id}.png", summary="An image candidate (PNG with its metadata)")
+def image_file(request: HttpRequest, image_id: str):
+    image = _image(request, image_id)
+    if image.status != ContentImage.Status.DONE:
+        raise ApiError(404, "not_found", "That image is not ready.")
+    return FileResponse(images.image_path(image).open("rb"), content_type="image/png")

@@ -1,0 +1,132 @@
+"""Image candidates for an item's image prompts, made by the configured ImageGenerator (the real
+diffusers path; offline, the built-in small pipeline, whose pictures are not meaningful and are
+labelled so). One Celery task per candidate; a queued candidate can be cancelled."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+
+from content.models import ContentImage, ContentItem
+from content.review import StudioError
+
+log = logging.getLogger(__name__)
+
+
+def preset(name: str) -> tuple[int, int]:
+    try:
+        width, height = settings.CONTENT_IMAGE_PRESETS[name]
+    except (KeyError, TypeError, ValueError) as exc:
+        names = ", ".join(settings.CONTENT_IMAGE_PRESETS)
+        raise StudioError("invalid_size", f"Unknown image size {name!r}; use one of: {names}.", 400) from exc
+    return int(width), int(height)
+
+
+def queue_images(
+    item: ContentItem, slot: int | None = None, candidates: int | None = None
+) -> list[ContentImage]:
+    """Queue candidates for every image prompt (or one slot); returns the new rows."""
+    prompts = list(enumerate(item.image_prompts))
+    if slot is not None:
+        if not 0 <= slot < len(prompts):
+            raise StudioError("bad_request", "No image prompt with that number.", 400)
+        prompts = [prompts[slot]]
+    rows = []
+    with transaction.atomic():
+        for n, spec in prompts:
+            width, height = preset(spec.get("size") or "square")
+            for _ in range(candidates or settings.CONTENT_IMAGE_CANDIDATES):
+                rows.append(
+                    ContentImage.objects.create(
+                        item=item,
+                        slot=n,
+                        prompt=spec["prompt"],
+                        negative_prompt=spec.get("negative_prompt", ""),
+                        alt=spec.get("alt", ""),
+                        seed=secrets.randbelow(2**32),
+                        steps=settings.CONTENT_IMAGE_STEPS,
+                        width=width,
+                        height=height,
+                    )
+                )
+        ids = [row.pk for row in rows]
+        transaction.on_commit(lambda: _enqueue(ids))
+    return rows
+
+
+def _enqueue(ids: list[int]) -> None:
+    from content.tasks import content_render_image
+
+    for pk in ids:
+        content_render_image.delay(pk)
+
+
+def cancel(image: ContentImage) -> bool:
+    """Cancel a candidate that has not started; True when it was."""
+    return bool(
+        ContentImage.objects.filter(pk=image.pk, status=ContentImage.Status.QUEUED).update(
+            status=ContentImage.Status.CANCELLED
+        )
+    )
+
+
+def image_path(image: ContentImage) -> Path:
+    return Path(settings.DATA_DIR) / image.path
+
+
+def render(image_id: int) -> ContentImage | None:
+    """Make one candidate (a Celery task body); a cancelled or already made one is left alone."""
+    from inference.base import InferenceError
+    from inference.services import get_image_generator
+
+    if not ContentImage.objects.filter(pk=image_id, status=ContentImage.Status.QUEUED).update(
+        status=ContentImage.Status.RUNNING
+    ):
+        return None
+    image = ContentImage.objects.get(pk=image_id)
+    try:
+        generator = get_image_generator()
+        result = generator.generate(
+            image.prompt,
+            image.negative_prompt,
+            width=image.width,
+            height=image.height,
+            steps=image.steps,
+            seed=image.seed,
+        )
+    except InferenceError as exc:
+        ContentImage.objects.filter(pk=image.pk).update(status=ContentImage.Status.FAILED, error=exc.message)
+        log.warning("event=content_image_failed image=%s code=%s", image.pk, exc.code)
+        image.refresh_from_db()
+        return image
+    relative = Path("content") / "images" / str(image.item_id) / f"{image.pk}.png"
+    target = Path(settings.DATA_DIR) / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(result.png())
+    ContentImage.objects.filter(pk=image.pk).update(
+        status=ContentImage.Status.DONE,
+        progress=100,
+        path=str(relative),
+        model_version=result.model_version,
+        meaningful=generator.meaningful,
+    )
+    image.refresh_from_db()
+    return image
+
+
+def choose(image: ContentImage, *, chosen: bool = True) -> ContentImage:
+    """Choose a finished candidate for its slot (the others in the slot are unchosen)."""
+    if image.status != ContentImage.Status.DONE:
+        raise StudioError("conflict", "Only a finished image can be chosen.")
+    with transaction.atomic():
+        if chosen:
+            ContentImage.objects.filter(item=image.item_id, slot=image.slot).update(chosen=False)
+        ContentImage.objects.filter(pk=image.pk).update(
+            chosen=chosen, rejected=False if chosen else image.rejected
+        )
+    image.refresh_from_db()
+    return image

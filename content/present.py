@@ -1,0 +1,164 @@
+"""Content items as the API and the studio show them, and as the exports take them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from content.models import ContentImage, ContentItem
+from content.review import compose_body, field_diff
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _user(user) -> str | None:
+    return user.get_username() if user else None
+
+
+def image_data(image: ContentImage) -> dict[str, Any]:
+    return {
+        "id": image.pk,
+        "slot": image.slot,
+        "status": image.status,
+        "prompt": image.prompt,
+        "negative_prompt": image.negative_prompt,
+        "alt": image.alt,
+        "seed": image.seed,
+        "steps": image.steps,
+        "width": image.width,
+        "height": image.height,
+        "model_version": image.model_version or None,
+        "ai_generated": True,
+        "meaningful": image.meaningful,
+        "chosen": image.chosen,
+        "rejected": image.rejected,
+        "error": image.error or None,
+        "url": f"/api/content/images/{image.pk}.png" if image.status == ContentImage.Status.DONE else None,
+    }
+
+
+def summary(item: ContentItem) -> dict[str, Any]:
+    return {
+        "id": item.pk,
+        "title": item.title or item.brief.topic,
+        "keyphrase": item.brief.keyphrase,
+        "state": item.state,
+        "generation": {
+            "status": item.generation,
+            "progress": item.progress,
+            "step": item.step,
+            "error": item.error or None,
+        },
+        "assignee": _user(item.assignee),
+        "due_date": item.due_date.isoformat() if item.due_date else None,
+        "revision": item.revision,
+        "updated_at": _iso(item.updated_at),
+    }
+
+
+def detail(item: ContentItem) -> dict[str, Any]:
+    brief = item.brief
+    revisions = list(item.revisions.select_related("author").order_by("number"))
+    return {
+        **summary(item),
+        "brief": {
+            "topic": brief.topic,
+            "keyphrase": brief.keyphrase,
+            "audience": brief.audience,
+            "tone": brief.tone,
+            "language": brief.language,
+            "length": brief.length,
+            "with_images": brief.with_images,
+            "references": list(brief.references.values_list("pk", flat=True)),
+        },
+        "fields": {
+            "title": item.title,
+            "meta_title": item.meta_title,
+            "meta_description": item.meta_description,
+            "slug": item.slug,
+            "intro": item.intro,
+            "sections": item.sections,
+            "faq": item.faq,
+            "image_prompts": item.image_prompts,
+        },
+        "body": compose_body(item),
+        "checks": item.checks,
+        "overrides": item.overrides,
+        "images": [image_data(i) for i in item.images.all()],
+        "comments": [
+            {
+                "id": c.pk,
+                "anchor": c.anchor,
+                "author": _user(c.author),
+                "text": c.text,
+                "resolved": c.resolved,
+                "at": _iso(c.created_at),
+            }
+            for c in item.comments.select_related("author")
+        ],
+        "revisions": [
+            {
+                "number": r.number,
+                "author": _user(r.author) or "model",
+                "note": r.note,
+                "at": _iso(r.created_at),
+                "changed": field_diff(revisions[i - 1].fields, r.fields) if i else {},
+            }
+            for i, r in enumerate(revisions)
+        ],
+        "history": [
+            {
+                "action": s.action,
+                "from": s.from_state,
+                "to": s.to_state,
+                "user": _user(s.user),
+                "reason": s.reason or None,
+                "at": _iso(s.created_at),
+            }
+            for s in item.state_changes.select_related("user")
+        ],
+        "provenance": {
+            "model_version": item.model_version.key if item.model_version else None,
+            "prompt_template": item.prompt_template,
+            "retrieved": item.retrieved,
+        },
+        "approved_by": _user(item.approved_by),
+        "approved_at": _iso(item.approved_at),
+        "published_at": _iso(item.published_at),
+    }
+
+
+def export_item(item: ContentItem, *, with_png: bool = True) -> dict[str, Any]:
+    """The dict content/export.py takes: the text, the chosen images (with their bytes) and
+    who approved it with which model."""
+    from content.images import image_path
+
+    images = []
+    for image in item.images.filter(chosen=True, status=ContentImage.Status.DONE):
+        data = image_data(image) | {
+            "filename": f"image-{image.slot + 1}-{image.pk}.png",
+            "guidance": image.guidance,
+        }
+        if with_png:
+            data["png"] = image_path(image).read_bytes()
+        images.append(data)
+    return {
+        "id": item.pk,
+        "state": item.state,
+        "language": item.brief.language,
+        "keyphrase": item.brief.keyphrase,
+        "title": item.title,
+        "meta_title": item.meta_title,
+        "meta_description": item.meta_description,
+        "slug": item.slug,
+        "body": compose_body(item),
+        "faq": item.faq,
+        "images": images,
+        "approved_by": _user(item.approved_by),
+        "approved_at": _iso(item.approved_at),
+        "published_at": _iso(item.published_at),
+        "model_version": item.model_version.key if item.model_version else "",
+        "prompt_template": item.prompt_template,
+        "revision": item.revision,
+    }

@@ -1,0 +1,84 @@
+"""Running the SEO and quality checks (content/checks.py) on an item: its fields as the checks
+read them, the site's existing pages for internal links (the knowledge base's documents and the
+studio's approved and published items), and near-duplicate detection by embedding similarity
+against both."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from content.checks import CheckConfig
+from content.checks import run_checks as _run
+from content.models import ContentItem
+from content.review import compose_body
+
+MAX_COMPARED_ITEMS = 200  # the newest approved/published items the near-duplicate check reads
+
+
+def existing_pages(item: ContentItem) -> list[tuple[str, str]]:
+    from retrieval.models import Document
+
+    pages = [
+        (title, url or f"/kb/{pk}/")
+        for pk, title, url in Document.objects.filter(
+            collection=item.brief.collection, status="ready"
+        ).values_list("pk", "title", "url")
+    ]
+    others = ContentItem.objects.filter(
+        state__in=[ContentItem.State.APPROVED, ContentItem.State.PUBLISHED]
+    ).exclude(pk=item.pk)
+    pages += [(title, f"/{slug}/") for title, slug in others.values_list("title", "slug") if slug]
+    return pages
+
+
+def similar_to(item: ContentItem):
+    """(title, cosine) of the existing content nearest to a text: the knowledge base's best
+    passages (dense scores) and the studio's other approved or published items."""
+    from inference.services import get_embedder
+    from retrieval.search import search
+
+    def similar(text: str) -> list[tuple[str, float]]:
+        found = [
+            (hit.title, float(hit.dense_score))
+            for hit in search(text[:4000], collection=item.brief.collection, k=3, mode="dense")
+            if hit.dense_score is not None
+        ]
+        others = list(
+            ContentItem.objects.filter(state__in=[ContentItem.State.APPROVED, ContentItem.State.PUBLISHED])
+            .exclude(pk=item.pk)
+            .order_by("-updated_at")[:MAX_COMPARED_ITEMS]
+        )
+        if others:
+            vectors = get_embedder().embed([text[:4000]] + [compose_body(o)[:4000] for o in others])
+            scores = vectors[1:] @ vectors[0]
+            found += [(o.title, float(s)) for o, s in zip(others, np.asarray(scores), strict=True)]
+        return sorted(found, key=lambda pair: -pair[1])
+
+    return similar
+
+
+def run_checks(item: ContentItem) -> list[dict]:
+    """Check the item as saved now and store the results on it."""
+    fields = {
+        "title": item.title,
+        "meta_title": item.meta_title,
+        "meta_description": item.meta_description,
+        "slug": item.slug,
+        "body": compose_body(item),
+        "faq": item.faq,
+        "images": [{"alt": p.get("alt", ""), "prompt": p.get("prompt", "")} for p in item.image_prompts],
+    }
+    results = [
+        r.to_dict()
+        for r in _run(
+            fields,
+            item.brief.keyphrase,
+            item.brief.language,
+            config=CheckConfig.from_settings(),
+            existing_pages=existing_pages(item),
+            similar=similar_to(item),
+        )
+    ]
+    ContentItem.objects.filter(pk=item.pk).update(checks=results)
+    item.checks = results
+    return results
