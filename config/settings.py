@@ -351,11 +351,19 @@ CONTENT_IMAGE_STEPS = envint("CONTENT_IMAGE_STEPS", 4, minimum=1)
 CONTENT_IMAGE_PRESETS = {"social": (1024, 536), "square": (768, 768), "landscape": (1024, 576)}
 # Overrides of the SEO and quality checks' thresholds (content/checks.py), e.g. {"min_words": 600}.
 CONTENT_CHECKS: dict = {}
+# The CMS webhook: a published item is posted here as JSON, signed with HMAC-SHA256 under
+# CONTENT_WEBHOOK_SECRET (header X-Parley-Signature: t=<unix time>,v1=<hex of "t.body">).
+CONTENT_WEBHOOK_URL = envstr("CONTENT_WEBHOOK_URL")
+CONTENT_WEBHOOK_SECRET = envsecret("CONTENT_WEBHOOK_SECRET")
+CONTENT_WEBHOOK_TIMEOUT = envfloat("CONTENT_WEBHOOK_TIMEOUT", 10.0)
+CONTENT_WEBHOOK_ATTEMPTS = envint("CONTENT_WEBHOOK_ATTEMPTS", 6, minimum=1)
+CONTENT_WEBHOOK_BACKOFF_SECONDS = envint("CONTENT_WEBHOOK_BACKOFF_SECONDS", 30, minimum=0)
 
 CELERY_BEAT_SCHEDULE |= {
     "desk-poll-mailboxes": {"task": "assistant.desk_poll_mailboxes", "schedule": DESK_IMAP_POLL_SECONDS},
     # Replies whose retry is due, drafts a lost task never wrote, attempts that were cut off.
     "desk-sweep": {"task": "assistant.desk_sweep", "schedule": 30},
+    "content-webhooks": {"task": "content.deliver_due_webhooks", "schedule": 30},
 }
 
 # --- I18N, static ----------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from django.urls import path
 from assistant import views as assistant_views
 from assistant.desk import views as desk_views
 from config.api import api
+from content import views as studio_views
 
 urlpatterns = [
     path("", assistant_views.demo_site, name="demo-site"),
@@ -19,6 +20,16 @@ urlpatterns = [
     path("console/desk/<int:ticket_id>/reject", desk_views.reject, name="desk-reject"),
     path("console/desk/<int:ticket_id>/regenerate", desk_views.regenerate, name="desk-regenerate"),
     path("console/desk/<int:ticket_id>/reassign", desk_views.reassign, name="desk-reassign"),
+    path("studio/", studio_views.dashboard, name="studio"),
+    path("studio/briefs", studio_views.new_brief, name="studio-brief"),
+    path("studio/<int:item_id>/", studio_views.item_page, name="studio-item"),
+    path("studio/<int:item_id>/save", studio_views.save, name="studio-save"),
+    path("studio/<int:item_id>/regenerate", studio_views.regenerate, name="studio-regenerate"),
+    path("studio/<int:item_id>/transition", studio_views.move, name="studio-transition"),
+    path("studio/<int:item_id>/comment", studio_views.comment, name="studio-comment"),
+    path("studio/<int:item_id>/assign", studio_views.assign, name="studio-assign"),
+    path("studio/<int:item_id>/images", studio_views.more_images, name="studio-more-images"),
+    path("studio/<int:item_id>/images/<int:image_id>", studio_views.image_action, name="studio-image"),
     path("admin/", admin.site.urls),
     path("api/", api.urls),
 ]

@@ -8,7 +8,6 @@ from __future__ import annotations
 from datetime import date
 from typing import Any, Literal
 
-from django.db import transaction
 from django.db.models import Q
 from django.http import FileResponse, HttpRequest, HttpResponse
 from ninja import Field, Query, Router, Schema, Status
@@ -16,7 +15,7 @@ from ninja import Field, Query, Router, Schema, Status
 from config.api import ApiError, require_role
 from config.roles import EDITOR
 from content import images, present, review
-from content.models import Brief, ContentImage, ContentItem
+from content.models import ContentImage, ContentItem
 from content.review import StudioError
 
 router = Router(tags=["content studio"])
@@ -85,24 +84,10 @@ def _item(request: HttpRequest, item_id: str) -> ContentItem:
     "/content/briefs", response={202: dict}, summary="A brief: the article is generated in the background"
 )
 def create_brief(request: HttpRequest, payload: BriefIn):
-    from content.tasks import content_generate
-    from retrieval.models import Document
+    from content.briefs import create_brief as create
 
     require_role(request, EDITOR)
-    data = payload.dict()
-    references = data.pop("references")
-    if not data["topic"].strip() or not data["keyphrase"].strip():
-        raise ApiError(400, "bad_request", "The topic and the keyphrase must not be blank.")
-    found = set(Document.objects.filter(pk__in=references).values_list("pk", flat=True))
-    if set(references) - found:
-        raise ApiError(400, "unknown_document", "A reference document does not exist.")
-    with transaction.atomic():
-        brief = Brief.objects.create(
-            created_by=request.user, **{k: v.strip() if isinstance(v, str) else v for k, v in data.items()}
-        )
-        brief.references.set(found)
-        item = ContentItem.objects.create(brief=brief, title=brief.topic)
-        transaction.on_commit(lambda: content_generate.delay(item.pk))
+    item = _call(create, request.user, payload.dict())
     return Status(202, {"id": item.pk, "generation": item.generation})
 
 
@@ -182,17 +167,19 @@ def comment(request: HttpRequest, item_id: str, payload: CommentIn):
 def assign(request: HttpRequest, item_id: str, payload: AssignIn) -> dict[str, Any]:
     from django.contrib.auth import get_user_model
 
-    from config.roles import has_role
-
     item = _item(request, item_id)
     assignee = None
     if payload.assignee:
         assignee = get_user_model().objects.filter(username=payload.assignee).first()
-        if assignee is None or not has_role(assignee, EDITOR):
+        if assignee is None:
             raise ApiError(400, "unknown_editor", "No editor with that name.")
-    ContentItem.objects.filter(pk=item.pk).update(assignee=assignee, due_date=payload.due_date)
-    item.refresh_from_db()
-    return present.summary(item)
+    return present.summary(_call(review.assign, item, request.user, assignee, payload.due_date))
+
+
+@router.post("/content/items/{item_id}/comments/{comment_id}/resolve", summary="Mark a comment resolved")
+def resolve_comment(request: HttpRequest, item_id: str, comment_id: str) -> dict[str, Any]:
+    comment = _call(review.resolve_comment, _item(request, item_id), comment_id)
+    return {"id": comment.pk, "resolved": comment.resolved}
 
 
 @router.get("/content/items/{item_id}/export", summary="Markdown with front matter, HTML or JSON")
@@ -248,10 +235,9 @@ def image_action(
     if action == "choose":
         image = _call(images.choose, image)
     elif action == "reject":
-        ContentImage.objects.filter(pk=image.pk).update(rejected=True, chosen=False)
-        image.refresh_from_db()
+        image = images.reject(image)
     elif not images.cancel(image):
-        raise ApiError(409, "conflict", "Only a queued image can be cancelled.")
+        raise ApiError(409, "conflict", "Only a queued or running image can be cancelled.")
     else:
         image.refresh_from_db()
     return present.image_data(image)
@@ -263,3 +249,18 @@ def image_file(request: HttpRequest, image_id: str):
     if image.status != ContentImage.Status.DONE:
         raise ApiError(404, "not_found", "That image is not ready.")
     return FileResponse(images.image_path(image).open("rb"), content_type="image/png")
+
+
+@router.post("/content/deliveries/{delivery_id}/retry", summary="Send a failed CMS delivery again")
+def retry_delivery(request: HttpRequest, delivery_id: str) -> dict[str, Any]:
+    from content.models import WebhookDelivery
+    from content.webhooks import delivery_data, retry
+
+    require_role(request, EDITOR)
+    try:
+        delivery = WebhookDelivery.objects.get(pk=int(delivery_id))
+    except (ValueError, WebhookDelivery.DoesNotExist) as exc:
+        raise ApiError(404, "not_found", "No such delivery.") from exc
+    if delivery.status != WebhookDelivery.Status.FAILED:
+        raise ApiError(409, "conflict", "Only a failed delivery is sent again.")
+    return delivery_data(retry(delivery))

@@ -17,6 +17,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 from slugify import slugify
 
 from content.models import ContentItem, Revision
@@ -56,7 +57,9 @@ def _progress(item: ContentItem, progress: int, step: str, **fields: Any) -> Non
     item.progress, item.step = progress, step
     for name, value in fields.items():
         setattr(item, name, value)
-    ContentItem.objects.filter(pk=item.pk).update(progress=progress, step=step, **fields)
+    ContentItem.objects.filter(pk=item.pk).update(
+        progress=progress, step=step, updated_at=timezone.now(), **fields
+    )
     _notify(item)
 
 
@@ -305,6 +308,8 @@ def regenerate_part(item: ContentItem, part: str, *, user) -> ContentItem:
     untouched, saved as a new revision by `user` (the model wrote it; the editor asked)."""
     from content.review import save_fields
 
+    item = ContentItem.objects.select_related("brief").get(pk=item.pk)  # the text as saved now
+    base = item.revision
     writer = _Writer(item, fresh=True)
     if part == "intro":
         changes: dict[str, Any] = {"intro": intro_text(writer)}
@@ -322,4 +327,5 @@ def regenerate_part(item: ContentItem, part: str, *, user) -> ContentItem:
         words = WORDS.get(item.brief.length, 800) // (len(sections) + 1)
         target["text"] = section_text(writer, target["heading"], words)
         changes = {"sections": sections}
-    return save_fields(item, changes, user=user, base_revision=None, note=f"regenerated {part}")
+    # From the revision it was written against: an edit saved meanwhile is a conflict, not lost.
+    return save_fields(item, changes, user=user, base_revision=base, note=f"regenerated {part}")

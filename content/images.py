@@ -66,12 +66,25 @@ def _enqueue(ids: list[int]) -> None:
 
 
 def cancel(image: ContentImage) -> bool:
-    """Cancel a candidate that has not started; True when it was."""
+    """Cancel a queued or running candidate; True when it was. A running one stops after its
+    current denoising step (the generation's progress callback sees the new status)."""
     return bool(
-        ContentImage.objects.filter(pk=image.pk, status=ContentImage.Status.QUEUED).update(
-            status=ContentImage.Status.CANCELLED
-        )
+        ContentImage.objects.filter(
+            pk=image.pk, status__in=[ContentImage.Status.QUEUED, ContentImage.Status.RUNNING]
+        ).update(status=ContentImage.Status.CANCELLED)
     )
+
+
+def _progress_reporter(image_id: int):
+    """The generator's per-step callback: stores the progress and says stop once cancelled."""
+
+    def report(step: int, total: int) -> bool:
+        updated = ContentImage.objects.filter(pk=image_id, status=ContentImage.Status.RUNNING).update(
+            progress=min(99, round(100 * step / max(total, 1)))
+        )
+        return bool(updated)  # 0 rows: cancelled meanwhile
+
+    return report
 
 
 def image_path(image: ContentImage) -> Path:
@@ -80,7 +93,7 @@ def image_path(image: ContentImage) -> Path:
 
 def render(image_id: int) -> ContentImage | None:
     """Make one candidate (a Celery task body); a cancelled or already made one is left alone."""
-    from inference.base import InferenceError
+    from inference.base import ImageCancelled, InferenceError
     from inference.services import get_image_generator
 
     if not ContentImage.objects.filter(pk=image_id, status=ContentImage.Status.QUEUED).update(
@@ -97,7 +110,12 @@ def render(image_id: int) -> ContentImage | None:
             height=image.height,
             steps=image.steps,
             seed=image.seed,
+            progress=_progress_reporter(image.pk),
         )
+    except ImageCancelled:
+        log.info("event=content_image_cancelled image=%s", image.pk)
+        image.refresh_from_db()
+        return image
     except InferenceError as exc:
         ContentImage.objects.filter(pk=image.pk).update(status=ContentImage.Status.FAILED, error=exc.message)
         log.warning("event=content_image_failed image=%s code=%s", image.pk, exc.code)
@@ -107,7 +125,7 @@ def render(image_id: int) -> ContentImage | None:
     target = Path(settings.DATA_DIR) / relative
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(result.png())
-    ContentImage.objects.filter(pk=image.pk).update(
+    ContentImage.objects.filter(pk=image.pk, status=ContentImage.Status.RUNNING).update(
         status=ContentImage.Status.DONE,
         progress=100,
         path=str(relative),
@@ -128,5 +146,12 @@ def choose(image: ContentImage, *, chosen: bool = True) -> ContentImage:
         ContentImage.objects.filter(pk=image.pk).update(
             chosen=chosen, rejected=False if chosen else image.rejected
         )
+    image.refresh_from_db()
+    return image
+
+
+def reject(image: ContentImage) -> ContentImage:
+    """Reject a candidate (and unchoose it): the gallery shows it set aside."""
+    ContentImage.objects.filter(pk=image.pk).update(rejected=True, chosen=False)
     image.refresh_from_db()
     return image

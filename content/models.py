@@ -211,3 +211,34 @@ class ContentImage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.item_id} image {self.slot} ({self.status})"
+
+
+class WebhookDelivery(models.Model):
+    """One post of a published item to the CMS webhook: its log and retry state. The body is
+    fixed when the item is published, so every attempt sends the same bytes and signature base."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SENDING = "sending"
+        RETRY = "retry"
+        DELIVERED = "delivered"
+        FAILED = "failed"
+
+    item = models.ForeignKey(ContentItem, on_delete=models.CASCADE, related_name="deliveries")
+    url = models.URLField(max_length=1000)
+    event = models.CharField(max_length=32, default="item.published")
+    body = models.TextField()  # the JSON posted
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    last_status_code = models.PositiveIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    log = models.JSONField(default=list, blank=True)  # [{at, status_code, error, seconds}]
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.item_id} → {self.url} ({self.status})"

@@ -6,6 +6,7 @@ from typing import Any
 
 from content.models import ContentImage, ContentItem
 from content.review import compose_body, field_diff
+from content.webhooks import delivery_data
 
 
 def _iso(value) -> str | None:
@@ -69,6 +70,8 @@ def detail(item: ContentItem) -> dict[str, Any]:
             "tone": brief.tone,
             "language": brief.language,
             "length": brief.length,
+            "style_guide": brief.style_guide,
+            "collection": brief.collection,
             "with_images": brief.with_images,
             "references": list(brief.references.values_list("pk", flat=True)),
         },
@@ -126,6 +129,7 @@ def detail(item: ContentItem) -> dict[str, Any]:
         "approved_by": _user(item.approved_by),
         "approved_at": _iso(item.approved_at),
         "published_at": _iso(item.published_at),
+        "deliveries": [delivery_data(d) for d in item.deliveries.all()],
     }
 
 

@@ -135,7 +135,9 @@ def save_fields(
         for name, value in changed.items():
             setattr(current, name, value)
         current.revision += 1
-        ContentItem.objects.filter(pk=current.pk).update(revision=current.revision, **changed)
+        ContentItem.objects.filter(pk=current.pk).update(
+            revision=current.revision, updated_at=timezone.now(), **changed
+        )
         Revision.objects.create(
             item=current, number=current.revision, fields=snapshot(current), author=user, note=note[:300]
         )
@@ -213,7 +215,12 @@ def transition(
                     "Fix them, or override each with a written reason.",
                 )
             item.approved_by, item.approved_at = user, timezone.now()
-        return move(item, name, user=user, reason=reason, data={"revision": item.revision})
+        item = move(item, name, user=user, reason=reason, data={"revision": item.revision})
+        if name == "publish":
+            from content.webhooks import queue_delivery
+
+            queue_delivery(item)  # posted to the CMS after this commits
+        return item
 
 
 def _record_overrides(item: ContentItem, overrides: dict[str, str], user) -> None:
@@ -255,3 +262,36 @@ def field_diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, str]:
         lines_b = (b if isinstance(b, str) else json.dumps(b, indent=1, ensure_ascii=False)).splitlines()
         out[name] = "\n".join(difflib.unified_diff(lines_a, lines_b, "before", "after", lineterm=""))
     return out
+
+
+def assign(item: ContentItem, user, assignee, due_date) -> ContentItem:
+    """Set who reviews the item and by when, recorded in its history."""
+    if assignee is not None and not has_role(assignee, EDITOR):
+        raise StudioError("unknown_editor", "Items are assigned to editors only.", 400)
+    with transaction.atomic():
+        ContentItem.objects.filter(pk=item.pk).update(
+            assignee=assignee, due_date=due_date, updated_at=timezone.now()
+        )
+        StateChange.objects.create(
+            item=item,
+            action="assigned",
+            from_state=item.state,
+            to_state=item.state,
+            user=user,
+            data={
+                "assignee": assignee.get_username() if assignee else None,
+                "due_date": str(due_date or "") or None,
+            },
+        )
+    item.refresh_from_db()
+    return item
+
+
+def resolve_comment(item: ContentItem, comment_id: Any, *, resolved: bool = True) -> Comment:
+    try:
+        comment = item.comments.get(pk=int(comment_id))
+    except (TypeError, ValueError, Comment.DoesNotExist) as exc:
+        raise StudioError("not_found", "No such comment on this item.", 404) from exc
+    Comment.objects.filter(pk=comment.pk).update(resolved=resolved)
+    comment.resolved = resolved
+    return comment

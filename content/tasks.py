@@ -19,3 +19,17 @@ def content_render_image(image_id: int) -> str | None:
 
     image = render(image_id)
     return image.status if image else None
+
+
+@shared_task(name="content.deliver_webhook")
+def content_deliver_webhook(delivery_id: int) -> str:
+    from content.webhooks import deliver
+
+    return deliver(delivery_id)
+
+
+@shared_task(name="content.deliver_due_webhooks")
+def content_deliver_due_webhooks() -> int:
+    from content.webhooks import deliver_due
+
+    return deliver_due()

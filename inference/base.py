@@ -7,7 +7,7 @@ settings (TEXT_GENERATOR_BACKEND, EMBEDDER_BACKEND), the way Django picks an EMA
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
@@ -163,6 +163,14 @@ class ImageGenerator:
         steps: int | None = None,
         guidance: float | None = None,
         seed: int | None = None,
+        progress: Callable[[int, int], bool | None] | None = None,
     ) -> GeneratedImage:
-        """Blocking (seconds to minutes): call it from a Celery task or a worker thread."""
+        """Blocking (seconds to minutes): call it from a Celery task or a worker thread.
+        `progress(step, total)` is called after each denoising step where the backend can; if
+        it returns False the generation stops and ImageCancelled is raised."""
         raise NotImplementedError
+
+
+class ImageCancelled(InferenceError):
+    code = "cancelled"
+    message = "The image was cancelled."

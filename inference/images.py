@@ -20,6 +20,7 @@ chat decode steps wait.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import math
@@ -27,6 +28,7 @@ import secrets
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +36,14 @@ from typing import Any
 
 from django.conf import settings
 
-from inference.base import GeneratedImage, ImageGenerator, InferenceError, InputTooLong, ModelUnavailable
+from inference.base import (
+    GeneratedImage,
+    ImageCancelled,
+    ImageGenerator,
+    InferenceError,
+    InputTooLong,
+    ModelUnavailable,
+)
 from inference.prepare import MANIFEST, PreparedModel, _sha256, prepare_image_model, read_manifest
 from inference.runtime import model_thread
 
@@ -348,6 +357,7 @@ class LocalImageGenerator(ImageGenerator):
         steps: int | None = None,
         guidance: float | None = None,
         seed: int | None = None,
+        progress: Callable[[int, int], bool | None] | None = None,
     ) -> GeneratedImage:
         """Blocking. Cost grows with steps (one UNet pass each, two with guidance > 1) and with
         width*height (the latent is 1/8 of each side). The same seed and inputs on the same
@@ -366,7 +376,7 @@ class LocalImageGenerator(ImageGenerator):
 
         started = time.perf_counter()
         image, filtered = model_thread().call(
-            self._run, prompt, negative_prompt, width, height, steps, float(guidance), seed
+            self._run, prompt, negative_prompt, width, height, steps, float(guidance), seed, progress
         )
         log.info(
             "event=image_generated model=%s width=%d height=%d steps=%d seconds=%.2f",
@@ -431,6 +441,7 @@ class LocalImageGenerator(ImageGenerator):
         steps: int,
         guidance: float,
         seed: int,
+        progress: Callable[[int, int], bool | None] | None = None,
     ) -> tuple[Any, bool]:
         import torch
 
@@ -439,6 +450,20 @@ class LocalImageGenerator(ImageGenerator):
         kwargs: dict[str, Any] = {}
         if negative_prompt:  # not every pipeline class takes one (FLUX does not)
             kwargs["negative_prompt"] = negative_prompt
+        cancelled = False
+        if (
+            progress is not None
+            and "callback_on_step_end" in inspect.signature(self.pipeline.__call__).parameters
+        ):
+
+            def on_step_end(pipeline, step, timestep, callback_kwargs):
+                nonlocal cancelled
+                if progress(step + 1, steps) is False:
+                    cancelled = True
+                    pipeline._interrupt = True  # diffusers' pipelines skip the remaining steps
+                return callback_kwargs
+
+            kwargs["callback_on_step_end"] = on_step_end
         output = self.pipeline(
             prompt=prompt,
             width=width,
@@ -449,5 +474,7 @@ class LocalImageGenerator(ImageGenerator):
             output_type="pil",
             **kwargs,
         )
+        if cancelled:
+            raise ImageCancelled()
         flags = getattr(output, "nsfw_content_detected", None)
         return output.images[0], bool(flags and flags[0])

@@ -258,3 +258,32 @@ def test_an_image_size_the_model_cannot_do_fails_clearly(studio, generated):
     item.refresh_from_db()
     with pytest.raises(Exception, match="Unknown image size"):
         images.queue_images(item)
+
+
+def test_image_progress_is_recorded_and_a_running_image_can_be_cancelled(studio, generated, monkeypatch):
+    item = generated
+    first, second = ContentImage.objects.filter(item=item)[:2]
+    ContentImage.objects.filter(pk__in=[first.pk, second.pk]).update(steps=4)
+    seen = []
+    report = images._progress_reporter
+
+    def watching(image_id):
+        inner = report(image_id)
+
+        def step(done, total):
+            seen.append((done, total))
+            if image_id == second.pk and done == 2:  # an editor cancels mid-way
+                images.cancel(ContentImage.objects.get(pk=image_id))
+            return inner(done, total)
+
+        return step
+
+    monkeypatch.setattr(images, "_progress_reporter", watching)  # observes the real callback
+    assert images.render(first.pk).status == "done"
+    assert seen[:4] == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert ContentImage.objects.get(pk=first.pk).progress == 100
+    assert images.render(second.pk).status == "cancelled"
+    cancelled = ContentImage.objects.get(pk=second.pk)
+    assert (
+        cancelled.status == "cancelled" and not cancelled.path and cancelled.progress == 25
+    )  # stopped at step 2

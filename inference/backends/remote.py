@@ -277,6 +277,7 @@ class RemoteImageGenerator(RemoteModel, ImageGenerator):
         steps: int | None = None,
         guidance: float | None = None,
         seed: int | None = None,
+        progress=None,  # the OpenAI images API reports no steps: one request, no progress
     ) -> GeneratedImage:
         from PIL import Image
 

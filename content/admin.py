@@ -1,0 +1,61 @@
+from django.contrib import admin
+
+from content.models import Brief, Comment, ContentImage, ContentItem, Revision, StateChange, WebhookDelivery
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class RevisionInline(ReadOnlyInline):
+    model = Revision
+    fields = ("number", "author", "note", "created_at")
+
+
+class StateChangeInline(ReadOnlyInline):
+    model = StateChange
+    fields = ("action", "from_state", "to_state", "user", "reason", "created_at")
+
+
+@admin.register(ContentItem)
+class ContentItemAdmin(admin.ModelAdmin):
+    """Items are edited and moved in the studio (/studio/), which records every change; here
+    they are read-only."""
+
+    list_display = ("title", "state", "generation", "assignee", "due_date", "updated_at")
+    list_filter = ("state", "generation")
+    search_fields = ("title", "brief__keyphrase")
+    inlines = [RevisionInline, StateChangeInline]
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Brief)
+class BriefAdmin(admin.ModelAdmin):
+    list_display = ("topic", "keyphrase", "language", "length", "created_by", "created_at")
+    search_fields = ("topic", "keyphrase")
+
+
+@admin.register(Comment)
+class CommentAdmin(admin.ModelAdmin):
+    list_display = ("item", "anchor", "author", "resolved", "created_at")
+
+
+@admin.register(ContentImage)
+class ContentImageAdmin(admin.ModelAdmin):
+    list_display = ("item", "slot", "status", "width", "height", "chosen", "rejected", "meaningful")
+    list_filter = ("status", "chosen")
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    list_display = ("item", "url", "status", "attempts", "last_status_code", "delivered_at")
+    list_filter = ("status",)

@@ -1,0 +1,160 @@
+"""Publishing to a CMS: a published item is posted as JSON to CONTENT_WEBHOOK_URL, signed, with
+retries and a delivery log the studio shows.
+
+Signature (verify on the receiving side): header `X-Parley-Signature: t=<unix seconds>,v1=<hex>`
+where hex is HMAC-SHA256 under CONTENT_WEBHOOK_SECRET of `<t>.<body>`; reject old timestamps to
+stop replays. `X-Parley-Delivery` is the delivery id: the same on every retry, so a receiver can
+drop a duplicate. A 2xx answer is delivered; 408, 429, 5xx, timeouts and connection errors are
+retried with a doubling delay (CONTENT_WEBHOOK_ATTEMPTS, CONTENT_WEBHOOK_BACKOFF_SECONDS); any
+other 4xx fails at once (the receiver refused this body; retrying sends the same body).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from datetime import timedelta
+
+import httpx
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from content.models import ContentItem, WebhookDelivery
+
+log = logging.getLogger(__name__)
+RETRYABLE = {408, 425, 429}
+
+
+def sign(body: bytes, timestamp: int, secret: str) -> str:
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def queue_delivery(item: ContentItem) -> WebhookDelivery | None:
+    """A delivery of the item as it is now (call inside the publishing transaction)."""
+    if not settings.CONTENT_WEBHOOK_URL:
+        return None
+    from content import export
+    from content.present import export_item
+
+    payload = {"event": "item.published", "item": export.to_json(export_item(item, with_png=False))}
+    delivery = WebhookDelivery.objects.create(
+        item=item,
+        url=settings.CONTENT_WEBHOOK_URL,
+        body=json.dumps(payload, ensure_ascii=False, sort_keys=True),
+    )
+    transaction.on_commit(lambda: _enqueue(delivery.pk))
+    return delivery
+
+
+def _enqueue(pk: int, countdown: float = 0) -> None:
+    from content.tasks import content_deliver_webhook
+
+    content_deliver_webhook.apply_async((pk,), countdown=countdown)
+
+
+def retry(delivery: WebhookDelivery) -> WebhookDelivery:
+    """An editor sends a failed delivery again (the same body, fresh attempts)."""
+    WebhookDelivery.objects.filter(pk=delivery.pk, status=WebhookDelivery.Status.FAILED).update(
+        status=WebhookDelivery.Status.RETRY, attempts=0, next_attempt_at=timezone.now()
+    )
+    delivery.refresh_from_db()
+    transaction.on_commit(lambda: _enqueue(delivery.pk))
+    return delivery
+
+
+def deliver(pk: int) -> str:
+    """One attempt (claimed first, so two workers never post it at once); returns the status."""
+    now = timezone.now()
+    claimed = WebhookDelivery.objects.filter(
+        pk=pk,
+        status__in=[WebhookDelivery.Status.PENDING, WebhookDelivery.Status.RETRY],
+        next_attempt_at__lte=now,
+    ).update(status=WebhookDelivery.Status.SENDING, attempts=F("attempts") + 1)
+    if not claimed:
+        return WebhookDelivery.objects.filter(pk=pk).values_list("status", flat=True).first() or "missing"
+    delivery = WebhookDelivery.objects.get(pk=pk)
+    body = delivery.body.encode()
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "Parley-Webhook/1",
+        "X-Parley-Event": delivery.event,
+        "X-Parley-Delivery": str(delivery.pk),
+    }
+    if settings.CONTENT_WEBHOOK_SECRET:
+        headers["X-Parley-Signature"] = sign(body, int(time.time()), settings.CONTENT_WEBHOOK_SECRET)
+    started = time.perf_counter()
+    code, error = None, ""
+    try:
+        response = httpx.post(
+            delivery.url,
+            content=body,
+            headers=headers,
+            timeout=settings.CONTENT_WEBHOOK_TIMEOUT,
+            follow_redirects=False,
+        )
+        code = response.status_code
+        if not 200 <= code < 300:
+            error = f"HTTP {code}: {response.text[:300]}"
+    except httpx.TimeoutException:
+        error = f"timed out after {settings.CONTENT_WEBHOOK_TIMEOUT:g} s"
+    except httpx.HTTPError as exc:
+        error = f"{type(exc).__name__}: {exc}"[:500]
+    entry = {
+        "at": now.isoformat(),
+        "status_code": code,
+        "error": error or None,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    fields = {"last_status_code": code, "last_error": error, "log": [*delivery.log, entry][-50:]}
+    if not error:
+        fields |= {"status": WebhookDelivery.Status.DELIVERED, "delivered_at": timezone.now()}
+    elif (
+        code is None or code >= 500 or code in RETRYABLE
+    ) and delivery.attempts < settings.CONTENT_WEBHOOK_ATTEMPTS:
+        delay = settings.CONTENT_WEBHOOK_BACKOFF_SECONDS * 2 ** (delivery.attempts - 1)
+        fields |= {
+            "status": WebhookDelivery.Status.RETRY,
+            "next_attempt_at": timezone.now() + timedelta(seconds=delay),
+        }
+        transaction.on_commit(lambda: _enqueue(pk, countdown=delay))
+    else:
+        fields |= {"status": WebhookDelivery.Status.FAILED}
+    WebhookDelivery.objects.filter(pk=pk).update(**fields)
+    log.info(
+        "event=webhook_attempt delivery=%s status=%s code=%s error=%s", pk, fields.get("status"), code, error
+    )
+    return fields["status"]
+
+
+def deliver_due() -> int:
+    """Deliveries whose retry is due (a lost task, a restart): the beat schedule runs this."""
+    due = list(
+        WebhookDelivery.objects.filter(
+            status__in=[WebhookDelivery.Status.PENDING, WebhookDelivery.Status.RETRY],
+            next_attempt_at__lte=timezone.now(),
+        ).values_list("pk", flat=True)
+    )
+    for pk in due:
+        deliver(pk)
+    return len(due)
+
+
+def delivery_data(delivery: WebhookDelivery) -> dict:
+    return {
+        "id": delivery.pk,
+        "url": delivery.url,
+        "event": delivery.event,
+        "status": delivery.status,
+        "attempts": delivery.attempts,
+        "last_status_code": delivery.last_status_code,
+        "last_error": delivery.last_error or None,
+        "next_attempt_at": delivery.next_attempt_at.isoformat() if delivery.status == "retry" else None,
+        "delivered_at": delivery.delivered_at.isoformat() if delivery.delivered_at else None,
+        "log": delivery.log,
+    }
