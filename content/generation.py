@@ -129,8 +129,8 @@ def _lines(text: str, most: int, longest: int = 120) -> list[str]:
 
 
 def outline(writer: _Writer, count: int) -> tuple[list[str], bool]:
-    """Section headings from the model; (headings, True) when it gave too few usable lines and
-    the brief's own words filled in (recorded, so the editor knows)."""
+    """Section headings from the model; (headings, True) when it gave fewer usable lines than
+    asked and the brief's own words filled in (recorded in the revision note)."""
     keyphrase = writer.brief.keyphrase
     text = writer.ask(
         f"List {count} short section headings for an article about {writer.brief.topic!r}. "
@@ -138,12 +138,15 @@ def outline(writer: _Writer, count: int) -> tuple[list[str], bool]:
         max_tokens=settings.CONTENT_OUTLINE_TOKENS,
     )
     headings = _lines(text, count, longest=80)
-    if len(headings) >= 2:
+    if len(headings) >= count:
         return headings, False
+    # Too few usable lines: the brief's own words fill the rest, so the article keeps its length.
     fallback = [
         f"What is {keyphrase}?",
         f"How {keyphrase} works",
         f"Tips for {keyphrase}",
+        f"Common {keyphrase} mistakes",
+        f"When to get help with {keyphrase}",
         f"{keyphrase}: next steps",
     ]
     return (headings + [h for h in fallback if h not in headings])[:count], True
@@ -276,7 +279,9 @@ def generate(item_id: int) -> ContentItem | None:
                 retrieved=item.retrieved,
                 **fields,
             )
-            note = "generated" + (" (outline from the brief: the model's was unusable)" if fallback else "")
+            note = "generated" + (
+                " (some headings from the brief: the model gave too few)" if fallback else ""
+            )
             Revision.objects.create(item=item, number=item.revision, fields=snapshot(item), note=note)
         from content.quality import run_checks
 

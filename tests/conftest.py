@@ -179,7 +179,11 @@ class ManagedServer:
 class LiveParley(ManagedServer):
     """`manage.py serve`: the whole product."""
 
-    extra_env = {"CHAT_MAX_ANSWER_TOKENS": "32"}
+    extra_env = {
+        "CHAT_MAX_ANSWER_TOKENS": "32",
+        "CONTENT_SECTION_TOKENS": "48",
+        "CONTENT_OUTLINE_TOKENS": "32",
+    }
 
 
 @pytest.fixture(scope="session")
@@ -298,3 +302,12 @@ def customer_mail(
         message[name.replace("_", "-")] = value
     message.set_content(body)
     return message
+
+
+def sign_in(page, base_url: str, username: str, next_path: str) -> None:
+    """Log in through the admin's login form (as staff do) and land on `next_path`."""
+    page.goto(f"{base_url}/admin/login/?next={next_path}")
+    page.locator("#id_username").fill(username)
+    page.locator("#id_password").fill("correct horse battery staple")
+    page.locator("input[type=submit]").click()
+    page.wait_for_url(f"**{next_path}")

@@ -42,7 +42,7 @@ def _shell(server, code: str) -> str:
 
 
 def test_widget_on_another_origin_answers_then_an_agent_takes_over(live_parley, browser, tmp_path):
-    from tests.conftest import StaticSite
+    from tests.conftest import StaticSite, sign_in
 
     company = StaticSite(tmp_path)
     (tmp_path / "index.html").write_text(
@@ -71,11 +71,7 @@ def test_widget_on_another_origin_answers_then_an_agent_takes_over(live_parley, 
 
         visitor.locator(".parley-handoff").click()  # "Talk to a person"
         agent = browser.new_context().new_page()
-        agent.goto(live_parley.url + "/admin/login/?next=/console/")
-        agent.locator("#id_username").fill("ana")
-        agent.locator("#id_password").fill("correct horse battery staple")
-        agent.locator("input[type=submit]").click()
-        agent.wait_for_url("**/console/")
+        sign_in(agent, live_parley.url, "ana", "/console/")
         agent.locator(".queue-item").first.click()
         agent.locator("#claim:not([disabled])").click()
         agent.locator("#reply:not([disabled])").fill("Hello, this is Ana. Happy to help with your refund.")
