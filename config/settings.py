@@ -229,6 +229,9 @@ INFERENCE_PREFIX_CACHE_TOKENS = envint("INFERENCE_PREFIX_CACHE_TOKENS", 4096, mi
 # Images (inference/images.py): the built-in pipeline's output is noise-like, not meaningful.
 IMAGE_MAX_SIDE = envint("IMAGE_MAX_SIDE", 1024, minimum=64)
 IMAGE_MAX_STEPS = envint("IMAGE_MAX_STEPS", 50, minimum=1)
+# The model's own safety checker (where it has one, e.g. Stable Diffusion 1.x): on by default;
+# a flagged picture is blanked and its metadata says safety_filtered. 0 turns it off.
+IMAGE_SAFETY_CHECKER = envbool("IMAGE_SAFETY_CHECKER", True)
 # The inference service (`manage.py inference_server`): optional bearer key, body size limit.
 INFERENCE_SERVER_API_KEY = envsecret("INFERENCE_SERVER_API_KEY")
 INFERENCE_SERVER_MAX_BODY_BYTES = envint("INFERENCE_SERVER_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)

@@ -264,3 +264,12 @@ def retry_delivery(request: HttpRequest, delivery_id: str) -> dict[str, Any]:
     if delivery.status != WebhookDelivery.Status.FAILED:
         raise ApiError(409, "conflict", "Only a failed delivery is sent again.")
     return delivery_data(retry(delivery))
+
+
+@router.get("/content/images/{image_id}/preview.png", summary="The latest step preview of a running image")
+def image_preview(request: HttpRequest, image_id: str):
+    image = _image(request, image_id)
+    path = images.preview_path(image)
+    if not path.exists():
+        raise ApiError(404, "not_found", "No preview for that image.")
+    return FileResponse(path.open("rb"), content_type="image/png")

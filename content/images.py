@@ -75,11 +75,22 @@ def cancel(image: ContentImage) -> bool:
     )
 
 
-def _progress_reporter(image_id: int):
-    """The generator's per-step callback: stores the progress and says stop once cancelled."""
+def preview_path(image: ContentImage) -> Path:
+    return Path(settings.DATA_DIR) / "content" / "images" / str(image.item_id) / f"{image.pk}.preview.png"
 
-    def report(step: int, total: int) -> bool:
-        updated = ContentImage.objects.filter(pk=image_id, status=ContentImage.Status.RUNNING).update(
+
+def _progress_reporter(image: ContentImage):
+    """The generator's per-step callback: stores the progress and the step preview (a small
+    picture of where the denoising is going), and says stop once the image was cancelled."""
+    target = preview_path(image)
+
+    def report(step: int, total: int, preview=None) -> bool:
+        if preview is not None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_suffix(".part")
+            preview.save(partial, format="PNG")
+            partial.replace(target)
+        updated = ContentImage.objects.filter(pk=image.pk, status=ContentImage.Status.RUNNING).update(
             progress=min(99, round(100 * step / max(total, 1)))
         )
         return bool(updated)  # 0 rows: cancelled meanwhile
@@ -110,7 +121,7 @@ def render(image_id: int) -> ContentImage | None:
             height=image.height,
             steps=image.steps,
             seed=image.seed,
-            progress=_progress_reporter(image.pk),
+            progress=_progress_reporter(image),
         )
     except ImageCancelled:
         log.info("event=content_image_cancelled image=%s", image.pk)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from content.images import preview_path
 from content.models import ContentImage, ContentItem
 from content.review import compose_body, field_diff
 from content.webhooks import delivery_data
@@ -36,6 +37,10 @@ def image_data(image: ContentImage) -> dict[str, Any]:
         "rejected": image.rejected,
         "error": image.error or None,
         "url": f"/api/content/images/{image.pk}.png" if image.status == ContentImage.Status.DONE else None,
+        "progress": image.progress,
+        "preview_url": f"/api/content/images/{image.pk}/preview.png"
+        if image.status == ContentImage.Status.RUNNING and preview_path(image).exists()
+        else None,
     }
 
 

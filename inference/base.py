@@ -163,11 +163,12 @@ class ImageGenerator:
         steps: int | None = None,
         guidance: float | None = None,
         seed: int | None = None,
-        progress: Callable[[int, int], bool | None] | None = None,
+        progress: Callable[[int, int, Any], bool | None] | None = None,
     ) -> GeneratedImage:
         """Blocking (seconds to minutes): call it from a Celery task or a worker thread.
-        `progress(step, total)` is called after each denoising step where the backend can; if
-        it returns False the generation stops and ImageCancelled is raised."""
+        `progress(step, total, preview)` is called after each denoising step where the backend
+        can (preview: a small PIL image of the work so far, or None); if it returns False the
+        generation stops and ImageCancelled is raised."""
         raise NotImplementedError
 
 

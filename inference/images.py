@@ -336,6 +336,8 @@ class LocalImageGenerator(ImageGenerator):
         except (OSError, ValueError) as exc:
             hint = " (HF_HUB_OFFLINE is set: only the local Hugging Face cache is read)" if offline else ""
             raise ModelUnavailable(f"Could not load the image model {self.spec!r}{hint}: {exc}") from exc
+        if not settings.IMAGE_SAFETY_CHECKER and getattr(pipeline, "safety_checker", None) is not None:
+            pipeline.safety_checker = None  # the operator turned the model's own filter off
         pipeline.to(self.device)
         pipeline.set_progress_bar_config(disable=True)
         log.info(
@@ -357,7 +359,7 @@ class LocalImageGenerator(ImageGenerator):
         steps: int | None = None,
         guidance: float | None = None,
         seed: int | None = None,
-        progress: Callable[[int, int], bool | None] | None = None,
+        progress: Callable[[int, int, Any], bool | None] | None = None,
     ) -> GeneratedImage:
         """Blocking. Cost grows with steps (one UNet pass each, two with guidance > 1) and with
         width*height (the latent is 1/8 of each side). The same seed and inputs on the same
@@ -441,7 +443,7 @@ class LocalImageGenerator(ImageGenerator):
         steps: int,
         guidance: float,
         seed: int,
-        progress: Callable[[int, int], bool | None] | None = None,
+        progress: Callable[[int, int, Any], bool | None] | None = None,
     ) -> tuple[Any, bool]:
         import torch
 
@@ -451,19 +453,23 @@ class LocalImageGenerator(ImageGenerator):
         if negative_prompt:  # not every pipeline class takes one (FLUX does not)
             kwargs["negative_prompt"] = negative_prompt
         cancelled = False
-        if (
-            progress is not None
-            and "callback_on_step_end" in inspect.signature(self.pipeline.__call__).parameters
-        ):
+        parameters = inspect.signature(self.pipeline.__call__).parameters
+        if progress is not None and "callback_on_step_end" in parameters:
+            previews = "callback_on_step_end_tensor_inputs" in parameters and _four_channel_latents(
+                self.pipeline
+            )
 
             def on_step_end(pipeline, step, timestep, callback_kwargs):
                 nonlocal cancelled
-                if progress(step + 1, steps) is False:
+                preview = latent_preview(callback_kwargs.get("latents")) if previews else None
+                if progress(step + 1, steps, preview) is False:
                     cancelled = True
                     pipeline._interrupt = True  # diffusers' pipelines skip the remaining steps
                 return callback_kwargs
 
             kwargs["callback_on_step_end"] = on_step_end
+            if previews:
+                kwargs["callback_on_step_end_tensor_inputs"] = ["latents"]
         output = self.pipeline(
             prompt=prompt,
             width=width,
@@ -478,3 +484,27 @@ class LocalImageGenerator(ImageGenerator):
             raise ImageCancelled()
         flags = getattr(output, "nsfw_content_detected", None)
         return output.images[0], bool(flags and flags[0])
+
+
+# Stable Diffusion 1.x/2.x latents to RGB, a linear approximation of the VAE decoder (the factors
+# community previewers use): a blurry picture of where the denoising is going, for step previews,
+# at no decoder cost. Only meaningful for 4-channel SD-style latents.
+_LATENT_RGB = ((0.298, 0.207, 0.208), (0.187, 0.286, 0.173), (-0.158, 0.189, 0.264), (-0.184, -0.271, -0.473))
+
+
+def _four_channel_latents(pipeline: Any) -> bool:
+    unet = getattr(pipeline, "unet", None)
+    return getattr(getattr(unet, "config", None), "in_channels", None) == 4
+
+
+def latent_preview(latents: Any) -> Any:
+    """A small PIL image from the first latent of a batch (None when the shape is not 4xHxW)."""
+    import torch
+    from PIL import Image
+
+    if latents is None or latents.ndim != 4 or latents.shape[1] != 4:
+        return None
+    factors = torch.tensor(_LATENT_RGB, dtype=torch.float32)
+    rgb = torch.einsum("chw,cr->hwr", latents[0].detach().float().cpu(), factors)
+    pixels = ((rgb + 1) * 127.5).clamp(0, 255).to(torch.uint8).numpy()
+    return Image.fromarray(pixels, "RGB")

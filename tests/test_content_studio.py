@@ -267,20 +267,21 @@ def test_image_progress_is_recorded_and_a_running_image_can_be_cancelled(studio,
     seen = []
     report = images._progress_reporter
 
-    def watching(image_id):
-        inner = report(image_id)
+    def watching(image):
+        inner = report(image)
 
-        def step(done, total):
-            seen.append((done, total))
-            if image_id == second.pk and done == 2:  # an editor cancels mid-way
-                images.cancel(ContentImage.objects.get(pk=image_id))
-            return inner(done, total)
+        def step(done, total, preview=None):
+            seen.append((done, total, preview is not None))
+            if image.pk == second.pk and done == 2:  # an editor cancels mid-way
+                images.cancel(ContentImage.objects.get(pk=image.pk))
+            return inner(done, total, preview)
 
         return step
 
     monkeypatch.setattr(images, "_progress_reporter", watching)  # observes the real callback
     assert images.render(first.pk).status == "done"
-    assert seen[:4] == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert seen[:4] == [(1, 4, True), (2, 4, True), (3, 4, True), (4, 4, True)]  # with step previews
+    assert images.preview_path(first).exists()
     assert ContentImage.objects.get(pk=first.pk).progress == 100
     assert images.render(second.pk).status == "cancelled"
     cancelled = ContentImage.objects.get(pk=second.pk)

@@ -40,3 +40,63 @@
 
   window.setTimeout(poll, delay);
 })();
+
+/*
+ * Image candidates: while any is queued or running, poll the same API and show each one's
+ * progress and latest step preview in place (the edit form is never reloaded under the editor);
+ * a finished one shows its picture.
+ */
+(function () {
+  "use strict";
+  var box = document.getElementById("generation");
+  var figures = document.querySelectorAll("figure[data-image-id]");
+  if (!box || !figures.length) return;
+  var url = box.getAttribute("data-api");
+
+  function busy() {
+    return Array.prototype.some.call(figures, function (f) {
+      var s = f.getAttribute("data-status");
+      return s === "queued" || s === "running";
+    });
+  }
+
+  function show(figure, image) {
+    figure.setAttribute("data-status", image.status);
+    var progress = figure.querySelector("[data-progress]");
+    if (progress) progress.textContent = String(image.progress);
+    var label = figure.querySelector("[data-image-status]");
+    if (label) label.textContent = image.status;
+    var src = image.url || image.preview_url;
+    if (!src) return;
+    var img = figure.querySelector("img");
+    if (!img) {
+      img = document.createElement("img");
+      img.alt = image.alt || "";
+      figure.insertBefore(img, figure.firstChild);
+      var placeholder = figure.querySelector(".placeholder");
+      if (placeholder && image.url) placeholder.remove();
+    }
+    img.src = src + (image.url ? "" : "?step=" + image.progress);
+  }
+
+  function poll() {
+    if (!busy()) return;
+    fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (response) {
+        if (!response.ok) throw new Error("HTTP " + response.status);
+        return response.json();
+      })
+      .then(function (item) {
+        item.images.forEach(function (image) {
+          var figure = document.querySelector('figure[data-image-id="' + image.id + '"]');
+          if (figure) show(figure, image);
+        });
+        window.setTimeout(poll, 2000);
+      })
+      .catch(function () {
+        window.setTimeout(poll, 10000);
+      });
+  }
+
+  window.setTimeout(poll, 2000);
+})();
