@@ -26,6 +26,21 @@ def preset(name: str) -> tuple[int, int]:
     return int(width), int(height)
 
 
+def _number(spec: dict, name: str, kind: type):
+    """An optional per-prompt generation setting (steps, guidance, seed), checked here so a
+    bad one is refused when queued; the image model checks its own ranges when it runs."""
+    raw = spec.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        value = kind(raw)
+    except (TypeError, ValueError) as exc:
+        raise StudioError("bad_request", f"The image {name} must be a number.", 400) from exc
+    if value < 0:
+        raise StudioError("bad_request", f"The image {name} must not be negative.", 400)
+    return value
+
+
 def queue_images(
     item: ContentItem, slot: int | None = None, candidates: int | None = None
 ) -> list[ContentImage]:
@@ -39,7 +54,13 @@ def queue_images(
     with transaction.atomic():
         for n, spec in prompts:
             width, height = preset(spec.get("size") or "square")
-            for _ in range(candidates or settings.CONTENT_IMAGE_CANDIDATES):
+            steps, guidance, seed = (
+                _number(spec, "steps", int),
+                _number(spec, "guidance", float),
+                _number(spec, "seed", int),
+            )
+            count = candidates or settings.CONTENT_IMAGE_CANDIDATES
+            for k in range(count):
                 rows.append(
                     ContentImage.objects.create(
                         item=item,
@@ -47,8 +68,10 @@ def queue_images(
                         prompt=spec["prompt"],
                         negative_prompt=spec.get("negative_prompt", ""),
                         alt=spec.get("alt", ""),
-                        seed=secrets.randbelow(2**32),
-                        steps=settings.CONTENT_IMAGE_STEPS,
+                        # A given seed makes the first candidate reproducible; the rest follow it.
+                        seed=(seed + k) % 2**32 if seed is not None else secrets.randbelow(2**32),
+                        steps=steps or settings.CONTENT_IMAGE_STEPS,
+                        guidance=guidance,
                         width=width,
                         height=height,
                     )
@@ -120,6 +143,7 @@ def render(image_id: int) -> ContentImage | None:
             width=image.width,
             height=image.height,
             steps=image.steps,
+            guidance=image.guidance,
             seed=image.seed,
             progress=_progress_reporter(image),
         )

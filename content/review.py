@@ -71,7 +71,12 @@ def _clean(changes: dict[str, Any]) -> dict[str, Any]:
         elif name == "faq":
             cleaned[name] = _pairs(value, ("question", "answer"), MAX_FAQ)
         elif name == "image_prompts":
-            cleaned[name] = _pairs(value, ("prompt", "alt"), 10, optional=("negative_prompt", "size"))
+            cleaned[name] = _pairs(
+                value,
+                ("prompt", "alt"),
+                10,
+                optional=("negative_prompt", "size", "steps", "guidance", "seed"),
+            )
     return cleaned
 
 

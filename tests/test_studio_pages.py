@@ -782,3 +782,32 @@ def test_the_pages_have_no_inline_script_or_style(signed_in, editor):
         parser = _Inline()
         parser.feed(response.content.decode())
         assert parser.problems == [], response.request["PATH_INFO"]
+
+
+def test_image_prompts_carry_their_own_steps_guidance_and_seed(settings):
+    """Queued candidates take each prompt's settings (the model itself runs in
+    test_content_studio.py); bad ones are refused when queued."""
+    from content.images import queue_images
+    from content.review import StudioError
+
+    settings.CONTENT_IMAGE_CANDIDATES = 2
+    item = make_item(
+        image_prompts=[
+            {
+                "prompt": "A router",
+                "alt": "A router",
+                "size": "square",
+                "steps": "6",
+                "guidance": "2.5",
+                "seed": 41,
+            }
+        ]
+    )
+    first, second = queue_images(item)
+    assert (first.steps, first.guidance, first.seed, second.seed) == (6, 2.5, 41, 42)
+    ContentItem.objects.filter(pk=item.pk).update(
+        image_prompts=[{"prompt": "x", "alt": "y", "steps": "many"}]
+    )
+    item.refresh_from_db()
+    with pytest.raises(StudioError, match="steps must be a number"):
+        queue_images(item)
