@@ -3,6 +3,9 @@
 - knowledge: manage the knowledge base (upload, delete, reindex documents)
 - agent: answer visitors and email in the console
 - editor: work in the content studio
+- admin: governance (legal basis, retention, redaction settings), erasure of personal data,
+  promoting and rolling back model versions, fine-tuning
+- auditor: read only: the audit log, model versions and cards, evaluations and monitoring
 Superusers have every role. Staff pages and the API check roles with `has_role`.
 """
 
@@ -11,7 +14,9 @@ from __future__ import annotations
 KNOWLEDGE = "knowledge"
 AGENT = "agent"
 EDITOR = "editor"
-ALL_ROLES = (KNOWLEDGE, AGENT, EDITOR)
+ADMIN = "admin"
+AUDITOR = "auditor"
+ALL_ROLES = (KNOWLEDGE, AGENT, EDITOR, ADMIN, AUDITOR)
 
 
 def has_role(user, *roles: str) -> bool:

@@ -17,6 +17,8 @@ class TrainingExample(models.Model):
     source = models.CharField(max_length=16, choices=Source.choices)
     ticket = models.ForeignKey("assistant.Ticket", null=True, blank=True, on_delete=models.CASCADE)
     draft = models.OneToOneField("assistant.Draft", null=True, blank=True, on_delete=models.CASCADE)
+    # The chat answer an agent corrected (source "chat").
+    message = models.OneToOneField("assistant.Message", null=True, blank=True, on_delete=models.CASCADE)
     question = models.TextField()
     answer = models.TextField()
     context = models.JSONField(default=list, blank=True)  # earlier turns: [{role, content}]
