@@ -18,13 +18,16 @@ from django.conf import settings
 from django.db import transaction
 
 from assistant.errors import ChatError
+from assistant.fallback import fallback_text, finish_reason, watched
 from assistant.guard import AnswerGuard, screen_hits
+from assistant.metrics import count_error, observe_retrieval
 from assistant.models import Conversation, Feedback, Message
 from assistant.pinned import find_pinned
-from assistant.prompts import ANSWER_TEMPLATE_VERSION, INSTRUCTIONS, Source, fit_answer_messages
+from assistant.prompts import ANSWER_TEMPLATE_VERSION, INSTRUCTIONS, Source, fit_answer_messages, redact_turns
 from assistant.replies import canned_answer, canned_kind, pinned_answer
+from config.redaction import StreamRestorer
 from inference.actions import version_for_key
-from inference.base import GenerationParams, InferenceError, ModelBusy, Usage
+from inference.base import GenerationParams, InferenceError, Usage
 from inference.services import get_text_generator
 from retrieval.search import Hit, search
 
@@ -101,6 +104,7 @@ def _begin(conversation_id: str | None, collection: str, text: str, visitor: str
     history = _history(conversation, question)
     query = retrieval_query(text, history)
     hits = search(query, collection=conversation.collection, k=settings.CHAT_RETRIEVAL_K)
+    observe_retrieval(hits)
     return conversation, question, history, hits, None
 
 
@@ -114,6 +118,7 @@ def _finish(
     citations: list[dict[str, Any]],
     started: float,
     excluded: list[Hit] = (),
+    failed_because: str | None = None,
 ) -> Message:
     with transaction.atomic():
         version = version_for_key(usage.model_version, "chat") if usage else None
@@ -140,7 +145,7 @@ def _finish(
             if usage and usage.seconds_to_first_token is not None
             else None,
             latency_ms=round((time.perf_counter() - started) * 1000),
-            finish_reason=usage.finish_reason if usage else "",
+            finish_reason=failed_because or (usage.finish_reason if usage else ""),
             unanswered=status == Message.Status.COMPLETE and offers_person(text, sources),
         )
         Conversation.objects.filter(pk=conversation.pk).update(updated_at=message.created_at)
@@ -182,8 +187,10 @@ async def stream_answer(
             "event=passages_excluded reason=instructions chunks=%s",
             ",".join(str(h.chunk_id) for h in excluded),
         )
+    # The model sees placeholders for personal data; the visitor gets the values back (restorer).
+    question, history, mapping = await sync_to_async(redact_turns)(text, history)
     messages, sources = fit_answer_messages(
-        text,
+        question,
         hits,
         history,
         count_tokens=generator.count_tokens,
@@ -197,37 +204,77 @@ async def stream_answer(
             repetition_penalty=settings.CHAT_REPETITION_PENALTY,
         ),
     )
+    # A failing, stalled or endless model ends in the fallback below, never in a hang.
+    generation.deltas = watched(
+        generation.deltas,
+        stall=settings.CHAT_MODEL_STALL_SECONDS,
+        timeout=settings.CHAT_ANSWER_TIMEOUT_SECONDS,
+    )
+    failure: InferenceError | None = None
     parts: list[str] = []
     citations = citation_items(sources)
     status = Message.Status.FAILED
     guard = AnswerGuard(INSTRUCTIONS)
+    restorer = StreamRestorer(mapping)
     try:
         async for delta in generation:
-            safe = guard.feed(delta)
+            safe = guard.feed(restorer.feed(delta))
             if safe:
                 parts.append(safe)
                 yield AnswerEvent("token", {"text": safe})
             if guard.leaked:
                 await generation.deltas.aclose()  # stop the model: nothing more is sent
                 break
-        tail = guard.flush()
+        tail = guard.feed(restorer.flush()) + guard.flush()
         if tail:
             parts.append(tail)
             yield AnswerEvent("token", {"text": tail})
         status = Message.Status.COMPLETE
     except InferenceError as exc:
-        retry_after = settings.CHAT_BUSY_RETRY_AFTER if isinstance(exc, ModelBusy) else None
-        raise ChatError(exc.code, exc.message, retry_after) from exc
+        # Busy, failed, stalled or too slow: the visitor gets a fixed reply and a person rather
+        # than an error to retry; what was streamed before stays, the fallback follows it.
+        failure = exc
+        log.warning("event=answer_fallback code=%s streamed_chars=%s", exc.code, sum(map(len, parts)))
+        count_error(exc.code)
+        fallback = ("\n\n" if "".join(parts).strip() else "") + fallback_text(conversation)
+        parts.append(fallback)
+        citations = []
     except (asyncio.CancelledError, GeneratorExit):
         status = Message.Status.CANCELLED
         raise
     finally:
         answer = "".join(parts).strip()
         message = await asyncio.shield(
-            _finish(conversation, answer, generation.usage, sources, status, citations, started, excluded)
+            _finish(
+                conversation,
+                answer,
+                generation.usage,
+                sources,
+                status,
+                citations,
+                started,
+                excluded,
+                failed_because=finish_reason(failure) if failure else None,
+            )
         )
+    if failure is not None:
+        for piece in re.findall(r"\s*\S+", fallback):
+            yield AnswerEvent("token", {"text": piece})
+        await _hand_off(conversation)
     yield AnswerEvent("citations", {"items": citations})
-    yield AnswerEvent("done", {"message": str(message.pk), "handoff": offers_person(answer, sources)})
+    yield AnswerEvent(
+        "done", {"message": str(message.pk), "handoff": failure is not None or offers_person(answer, sources)}
+    )
+
+
+async def _hand_off(conversation: Conversation) -> None:
+    """Queue the conversation for a person after a fallback reply."""
+    from assistant import handoff  # handoff.py builds on this module
+
+    try:
+        await handoff.request_person(conversation)
+    except ChatError as exc:  # closed meanwhile: the fallback reply still stands
+        log.warning("event=fallback_handoff_refused code=%s", exc.code)
 
 
 _FOLLOW_UP = re.compile(

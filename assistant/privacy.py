@@ -9,11 +9,11 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from assistant.models import Conversation
+from config.models import GovernanceSettings
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +60,16 @@ def erase_visitor(visitor: str) -> int:
     return count
 
 
-def purge_expired(now=None) -> int:
-    """Delete conversations untouched for longer than CHAT_RETENTION_DAYS; returns how many."""
-    cutoff = (now or timezone.now()) - timedelta(days=settings.CHAT_RETENTION_DAYS)
+def purge_expired(now=None, *, dry_run: bool = False) -> int:
+    """Delete conversations untouched for longer than the governance settings' message retention
+    (GovernanceSettings.retention_messages_days, first set from CHAT_RETENTION_DAYS); returns
+    how many. `dry_run`: only count them."""
+    days = GovernanceSettings.load().retention_messages_days
+    cutoff = (now or timezone.now()) - timedelta(days=days)
     with transaction.atomic():
         expired = Conversation.objects.filter(updated_at__lt=cutoff)
         count = expired.count()
-        expired.delete()
-    log.info("event=conversations_purged count=%d cutoff=%s", count, cutoff.isoformat())
+        if not dry_run:
+            expired.delete()  # messages and feedback go with them (cascade)
+    log.info("event=conversations_purged count=%d cutoff=%s dry_run=%s", count, cutoff.isoformat(), dry_run)
     return count

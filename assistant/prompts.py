@@ -3,9 +3,10 @@ answer it produced, so an answer can always be traced to the exact instructions 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from config.redaction import redact, redaction_enabled
 from retrieval.search import Hit
 
 ANSWER_TEMPLATE_VERSION = "answer-v2"
@@ -105,3 +106,24 @@ def _body(hit: Hit) -> str:
         section = hit.section.split(" > ", 1)[-1]
         return f"{section}: {rest}" if " > " in hit.section else rest
     return hit.text
+
+
+def redact_turns(
+    question: str, history: list[tuple[str, str]], *, known_names: Iterable[str] = ()
+) -> tuple[str, list[tuple[str, str]], dict[str, str]]:
+    """The customer's words as they may go into a prompt: with the admin's "redact prompts" on,
+    personal data is replaced by placeholders, the same value by the same one across the history
+    and the question. Returns (question, history, mapping); restore the model's text with the
+    mapping (config.redaction.restore / StreamRestorer) before anyone reads it. Costs a spaCy
+    parse per turn (~5-50 ms each, config/redaction.py)."""
+    if not redaction_enabled("prompts"):
+        return question, history, {}
+    names = [n for n in known_names if n]
+    mapping: dict[str, str] = {}
+    redacted_history = []
+    for role, text in history:
+        redaction = redact(text, known_names=names, mapping=mapping)
+        mapping = redaction.mapping
+        redacted_history.append((role, redaction.text))
+    redaction = redact(question, known_names=names, mapping=mapping)
+    return redaction.text, redacted_history, redaction.mapping

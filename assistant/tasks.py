@@ -54,3 +54,34 @@ def desk_poll_mailboxes() -> dict:
     from assistant.desk.imap import poll_mailboxes
 
     return poll_mailboxes()
+
+
+@shared_task(name="assistant.record_question_sample")
+def record_question_sample(answer_id: int) -> int | None:
+    from assistant.drift import record_sample
+
+    sample = record_sample(answer_id)
+    return sample.pk if sample else None
+
+
+@shared_task(name="assistant.check_drift")
+def check_drift() -> list[dict]:
+    from assistant.drift import check_drift as run_check
+    from assistant.drift import report_dict
+
+    return [report_dict(report) for report in run_check()]
+
+
+@shared_task(name="assistant.finetune")
+def finetune(max_steps: int | None = None, promote_if_better: bool = False, actor: str = "system") -> int:
+    """A fine-tune started from the console's models page (the `finetune` command does the same)."""
+    from assistant.learning.loop import run_finetune
+    from inference.finetune import FineTuneConfig
+
+    run = run_finetune(
+        "approved",
+        config=FineTuneConfig(max_steps=max_steps),
+        promote_if_better=promote_if_better,
+        actor=actor,
+    )
+    return run.pk

@@ -109,13 +109,17 @@ def _unexpected(request, exc):
 def register_routers() -> None:
     from assistant.api import router as assistant_router
     from assistant.desk.api import router as desk_router
+    from assistant.people_api import router as people_router
+    from config.audit_api import router as audit_router
     from content.api import router as content_router
     from retrieval.api import router as retrieval_router
 
     api.add_router("/", retrieval_router)
     api.add_router("/", assistant_router)
     api.add_router("/", desk_router)
+    api.add_router("/", people_router)
     api.add_router("/", content_router)
+    api.add_router("/", audit_router)
 
 
 register_routers()

@@ -61,12 +61,15 @@ class GovernanceSettings(models.Model):
     legal_basis_recorded_at = models.DateTimeField(null=True, blank=True)
     # Where personal data is replaced by placeholders before it goes further.
     redact_prompts = models.BooleanField(default=True, help_text="Before text reaches a model prompt.")
-    redact_logs = models.BooleanField(default=True, help_text="Before text reaches logs and model-call records.")
+    redact_logs = models.BooleanField(
+        default=True, help_text="Before text reaches logs and model-call records."
+    )
     redact_training = models.BooleanField(default=True, help_text="Before text reaches training data.")
     redact_entities = models.JSONField(
         default=list,
         blank=True,
-        help_text="Entity types to redact (empty: the default set: EMAIL_ADDRESS, PHONE_NUMBER, IBAN_CODE, PERSON).",
+        help_text="Entity types to redact (empty: the default set: "
+        "EMAIL_ADDRESS, PHONE_NUMBER, IBAN_CODE, PERSON).",
     )
     # Retention per class of data, in days (enforced by the retention purge task).
     retention_messages_days = models.PositiveIntegerField(default=180)  # chat conversations
@@ -87,7 +90,11 @@ class GovernanceSettings(models.Model):
 
     @classmethod
     def load(cls) -> GovernanceSettings:
-        obj, _ = cls.objects.get_or_create(pk=1)
+        # The chat retention period starts as the deployment's CHAT_RETENTION_DAYS (env) so an
+        # install that set it keeps its period; from then on the admin's value here rules.
+        obj, _ = cls.objects.get_or_create(
+            pk=1, defaults={"retention_messages_days": settings.CHAT_RETENTION_DAYS}
+        )
         return obj
 
     @property

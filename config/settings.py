@@ -24,6 +24,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(envstr("PARLEY_DATA_DIR", str(BASE_DIR / "var"))).resolve()
 MODELS_DIR = Path(envstr("PARLEY_MODELS_DIR", str(DATA_DIR / "models"))).resolve()
+# Fine-tune runs: each run's dataset (train/eval JSONL) and its LoRA adapter (a few MB).
+FINETUNE_DIR = Path(envstr("PARLEY_FINETUNE_DIR", str(DATA_DIR / "finetune"))).resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = envbool("DEBUG", False)
@@ -172,7 +174,8 @@ CELERY_TASK_ACKS_LATE = True  # a task killed mid-way is redelivered, not lost
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULE = {
-    "purge-expired-conversations": {"task": "assistant.purge_expired_conversations", "schedule": 6 * 3600},
+    # Everything past the governance settings' retention periods (config/retention.py).
+    "purge-retention": {"task": "config.purge_retention", "schedule": 24 * 3600},
 }
 # Threads for torch/OpenVINO in the worker that `manage.py serve` starts beside the web process.
 EMBEDDED_WORKER_THREADS = envint("EMBEDDED_WORKER_THREADS", 1, minimum=1)
@@ -281,6 +284,30 @@ CHAT_PINNED_THRESHOLD = envfloat("CHAT_PINNED_THRESHOLD", 0.7)
 CHAT_MIN_RELEVANCE = envfloat("CHAT_MIN_RELEVANCE", 0.3)
 # Conversations (and visitor tokens) older than this are purged.
 CHAT_RETENTION_DAYS = envint("CHAT_RETENTION_DAYS", 180, minimum=1)
+# A model that raises, gives no token for CHAT_MODEL_STALL_SECONDS (the first one included) or
+# is still generating CHAT_ANSWER_TIMEOUT_SECONDS after it started never leaves a visitor
+# waiting: they get a fixed reply and a person (assistant/fallback.py).
+CHAT_MODEL_STALL_SECONDS = envfloat("CHAT_MODEL_STALL_SECONDS", 20.0)
+CHAT_ANSWER_TIMEOUT_SECONDS = envfloat("CHAT_ANSWER_TIMEOUT_SECONDS", 60.0)
+
+# --- Monitoring (assistant/metrics.py, assistant/drift.py) -------------------------------------
+# GET /metrics (Prometheus): with a token, only `Authorization: Bearer <token>`; without one,
+# loopback clients and signed-in admins/auditors. Set it behind a reverse proxy on the same host,
+# where every request arrives from 127.0.0.1.
+METRICS_TOKEN = envsecret("METRICS_TOKEN")
+# Question drift: the last DRIFT_RECENT_DAYS against the DRIFT_REFERENCE_DAYS before them. No
+# verdict with fewer than DRIFT_MIN_SAMPLES questions in either window; an alert needs both a
+# permutation p-value below DRIFT_P_VALUE and a centroid cosine distance of DRIFT_MIN_SCORE
+# (significance alone: with thousands of questions a trivial shift is "significant"). Each window
+# is subsampled to DRIFT_MAX_SAMPLES; the test costs DRIFT_PERMUTATIONS x samples x 384 flops.
+DRIFT_RECENT_DAYS = envint("DRIFT_RECENT_DAYS", 7, minimum=1)
+DRIFT_REFERENCE_DAYS = envint("DRIFT_REFERENCE_DAYS", 28, minimum=1)
+DRIFT_MIN_SAMPLES = envint("DRIFT_MIN_SAMPLES", 30, minimum=2)
+DRIFT_PERMUTATIONS = envint("DRIFT_PERMUTATIONS", 200, minimum=19)
+DRIFT_P_VALUE = envfloat("DRIFT_P_VALUE", 0.01)
+DRIFT_MIN_SCORE = envfloat("DRIFT_MIN_SCORE", 0.05)
+DRIFT_MAX_SAMPLES = envint("DRIFT_MAX_SAMPLES", 2000, minimum=10)
+CELERY_BEAT_SCHEDULE["check-drift"] = {"task": "assistant.check_drift", "schedule": 24 * 3600}
 
 # --- Security --------------------------------------------------------------------------------
 # Behind TLS (the production default when DEBUG is off) cookies are secure and HTTP redirects.
@@ -396,11 +423,14 @@ LOGGING = {
     "formatters": {
         "kv": {"format": "%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "kv"}},
+    # No personal data in logs: every record is redacted on its way out (config/logfilters.py).
+    "filters": {"redact": {"()": "config.logfilters.RedactPersonalData"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "kv", "filters": ["redact"]}},
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
     "loggers": {
         "httpx": {"level": "WARNING"},
         "faiss.loader": {"level": "WARNING"},
+        "presidio-analyzer": {"level": "WARNING"},  # one INFO line per recogniser it loads
         "django.channels.server": {"level": "WARNING"},
     },
 }

@@ -1,14 +1,18 @@
 from django.contrib import admin
 from django.urls import path
 
+from assistant import metrics
 from assistant import views as assistant_views
 from assistant.desk import views as desk_views
+from assistant.learning import views as learning_views
+from config import views as governance_views
 from config.api import api
 from content import views as studio_views
 
 urlpatterns = [
     path("", assistant_views.demo_site, name="demo-site"),
     path("health", assistant_views.health, name="health"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("kb/<int:document_id>/", assistant_views.kb_document, name="kb-document"),
     path("console/", assistant_views.console, name="console"),
     path("console/analytics/", assistant_views.console_analytics, name="console-analytics"),
@@ -20,6 +24,15 @@ urlpatterns = [
     path("console/desk/<int:ticket_id>/reject", desk_views.reject, name="desk-reject"),
     path("console/desk/<int:ticket_id>/regenerate", desk_views.regenerate, name="desk-regenerate"),
     path("console/desk/<int:ticket_id>/reassign", desk_views.reassign, name="desk-reassign"),
+    path("console/governance/", governance_views.governance, name="governance"),
+    path("console/audit/", governance_views.audit, name="audit"),
+    path("console/audit.csv", governance_views.audit_download, {"fmt": "csv"}, name="audit-csv"),
+    path("console/audit.json", governance_views.audit_download, {"fmt": "json"}, name="audit-json"),
+    path("console/models/", learning_views.models_page, name="console-models"),
+    path("console/models/<int:version_id>/", learning_views.version_page, name="console-model"),
+    path("console/models/<int:version_id>/activate", learning_views.activate, name="console-model-activate"),
+    path("console/models/rollback", learning_views.rollback, name="console-model-rollback"),
+    path("console/models/finetune", learning_views.start_finetune, name="console-finetune"),
     path("studio/", studio_views.dashboard, name="studio"),
     path("studio/briefs", studio_views.new_brief, name="studio-brief"),
     path("studio/<int:item_id>/", studio_views.item_page, name="studio-item"),

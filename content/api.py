@@ -227,6 +227,17 @@ def _image(request: HttpRequest, image_id: str) -> ContentImage:
         raise ApiError(404, "not_found", "No such image.") from exc
 
 
+# Before the {action} route below: Django tries URL patterns in order, and that one would take
+# "preview.png" as an action (and answer a GET with 405).
+@router.get("/content/images/{image_id}/preview.png", summary="The latest step preview of a running image")
+def image_preview(request: HttpRequest, image_id: str):
+    image = _image(request, image_id)
+    path = images.preview_path(image)
+    if not path.exists():
+        raise ApiError(404, "not_found", "No preview for that image.")
+    return FileResponse(path.open("rb"), content_type="image/png")
+
+
 @router.post("/content/images/{image_id}/{action}", summary="choose, reject or cancel an image candidate")
 def image_action(
     request: HttpRequest, image_id: str, action: Literal["choose", "reject", "cancel"]
@@ -264,12 +275,3 @@ def retry_delivery(request: HttpRequest, delivery_id: str) -> dict[str, Any]:
     if delivery.status != WebhookDelivery.Status.FAILED:
         raise ApiError(409, "conflict", "Only a failed delivery is sent again.")
     return delivery_data(retry(delivery))
-
-
-@router.get("/content/images/{image_id}/preview.png", summary="The latest step preview of a running image")
-def image_preview(request: HttpRequest, image_id: str):
-    image = _image(request, image_id)
-    path = images.preview_path(image)
-    if not path.exists():
-        raise ApiError(404, "not_found", "No preview for that image.")
-    return FileResponse(path.open("rb"), content_type="image/png")

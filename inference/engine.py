@@ -351,6 +351,7 @@ class Engine:
         prefill_chunk: int = 256,
         prefill_budget: int = 512,
         prefix_cache_tokens: int = 4096,
+        adapter_dir: str | Path | None = None,
     ) -> None:
         model_dir = Path(model_dir)
         if not (model_dir / "config.json").exists():
@@ -359,11 +360,21 @@ class Engine:
         self.dtype = resolve_dtype(dtype, self.device)
         started = time.perf_counter()
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        self.model = (
-            AutoModelForCausalLM.from_pretrained(model_dir, dtype=self.dtype, attn_implementation="sdpa")
-            .to(self.device)
-            .eval()
-        )
+        if adapter_dir:
+            # A fine-tuned version: merge its LoRA adapter into the base weights in float32 (a
+            # merge in bf16 rounds the small update away), then cast; decoding then costs exactly
+            # what the base model costs.
+            from inference.finetune import load_merged
+
+            base = AutoModelForCausalLM.from_pretrained(
+                model_dir, dtype=torch.float32, attn_implementation="sdpa"
+            )
+            model = load_merged(base, adapter_dir).to(self.dtype)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(
+                model_dir, dtype=self.dtype, attn_implementation="sdpa"
+            )
+        self.model = model.to(self.device).eval()
         self.context_length = int(getattr(self.model.config, "max_position_embeddings", 2048))
         self.capacity = min(max_total_tokens, self.context_length)
         self.max_input_tokens = min(max_input_tokens, self.capacity - 1)
@@ -399,8 +410,9 @@ class Engine:
         self.free_slots = list(range(slots))
         self.load = 0  # requests waiting or holding a row, not counting cancelled ones
         log.info(
-            "event=model_loaded path=%s device=%s dtype=%s slots=%d capacity=%d seconds=%.2f",
+            "event=model_loaded path=%s adapter=%s device=%s dtype=%s slots=%d capacity=%d seconds=%.2f",
             model_dir,
+            adapter_dir or "-",
             self.device,
             self.dtype,
             slots,

@@ -31,6 +31,9 @@ class ModelVersion(models.Model):
     path = models.CharField(max_length=500, blank=True)
     sha256 = models.CharField(max_length=64, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
+    # The model card (Markdown): data used, metrics, intended use, limits. Written when a version
+    # is registered; fine-tuned versions get theirs from the evaluation gate.
+    card = models.TextField(blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.CANDIDATE)
     created_at = models.DateTimeField(auto_now_add=True)
     activated_at = models.DateTimeField(null=True, blank=True)
@@ -54,7 +57,9 @@ class ModelVersion(models.Model):
     def files_present(self) -> bool:
         """False when the version names a folder that is not on disk (moved, deleted, or
         prepared on another machine); True for versions without files (remote models)."""
-        return not self.path or Path(self.path).exists()
+        return (not self.path or Path(self.path).exists()) and (
+            not self.adapter or Path(self.adapter).exists()
+        )
 
 
 class ModelEvent(models.Model):
@@ -89,3 +94,45 @@ class ModelEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.version.key} by {self.actor}"
+
+
+class FineTuneRun(models.Model):
+    """One `finetune` run: its data, its progress and losses, the candidate it produced, the
+    evaluation against the model active at the time, and what was decided."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    class Decision(models.TextChoices):
+        PENDING = "pending"  # not evaluated (yet)
+        PROMOTED = "promoted"
+        KEPT = "kept"  # the candidate did not win: the active version stays
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    decision = models.CharField(max_length=16, choices=Decision.choices, default=Decision.PENDING)
+    actor = models.CharField(max_length=200)
+    dataset = models.CharField(max_length=500)  # "approved" or the JSONL path
+    config = models.JSONField(default=dict, blank=True)
+    dataset_stats = models.JSONField(default=dict, blank=True)  # sizes, sources, exclusions
+    step = models.PositiveIntegerField(default=0)
+    total_steps = models.PositiveIntegerField(default=0)
+    losses = models.JSONField(default=list, blank=True)  # per optimiser step
+    seconds = models.FloatField(null=True, blank=True)
+    baseline = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    candidate = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="finetune_runs"
+    )
+    metrics = models.JSONField(default=dict, blank=True)  # {"candidate": {...}, "baseline": {...}}
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"fine-tune #{self.pk} ({self.status})"

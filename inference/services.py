@@ -57,6 +57,7 @@ _active_cache: dict[str, tuple[float, ActiveVersion | None]] = {}
 class ActiveVersion:
     key: str
     path: str
+    adapter: str = ""  # a fine-tuned version's LoRA adapter folder, merged in at load
 
 
 def forget_active() -> None:
@@ -86,10 +87,10 @@ def _read_active(kind: str) -> ActiveVersion | None:
 
     row = (
         ModelVersion.objects.filter(kind=kind, status=ModelVersion.Status.ACTIVE)
-        .values_list("key", "path")
+        .values_list("key", "path", "adapter")
         .first()
     )
-    return ActiveVersion(key=row[0], path=row[1]) if row else None
+    return ActiveVersion(key=row[0], path=row[1], adapter=row[2]) if row else None
 
 
 def _off_the_event_loop(fn: Callable[[], T]) -> T:
@@ -141,7 +142,7 @@ def _get(slot: str, setting_name: str, kind: str | None = None) -> Any:
             if active is not None and not active.path:
                 active = None  # a version without files (reported by a remote server)
             if active is not None:
-                spec = (backend, active.path, active.key)
+                spec = (backend, active.path, active.adapter, active.key)
     with _lock:
         current = _instances.get((slot, backend))
         if current is not None and (keep_current or current[0] == spec):
@@ -157,8 +158,11 @@ def _build(backend: str, active: ActiveVersion | None) -> Any:
     cls = import_string(backend)
     if active is None:
         return cls()
+    kwargs = {"model_dir": active.path}
+    if active.adapter:
+        kwargs["adapter_dir"] = active.adapter
     try:
-        instance = cls(model_dir=active.path)
+        instance = cls(**kwargs)
     except Exception:
         # The active version's files went missing or broke after activation. Serving from the
         # configured model beats serving nothing; its usage records name that model, not the

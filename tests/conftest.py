@@ -225,6 +225,23 @@ def outsider(db):
     return _user("olive")
 
 
+@pytest.fixture
+def editor(db):
+    return _user("edna", "editor")
+
+
+@pytest.fixture
+def administrator(db):
+    """Governance: settings, erasure, model versions; not the desk or the studio."""
+    return _user("ada", "admin")
+
+
+@pytest.fixture
+def auditor(db):
+    """Reads the audit log and model records; writes nothing."""
+    return _user("aud", "auditor")
+
+
 def bearer(user) -> dict[str, str]:
     from config.models import ApiToken
 

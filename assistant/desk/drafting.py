@@ -19,7 +19,8 @@ from django.db.models import Max
 from assistant.actions import citation_items, offers_person
 from assistant.guard import AnswerGuard, carries_instructions, screen_hits
 from assistant.models import Draft, MailMessage, Ticket
-from assistant.prompts import DRAFT_INSTRUCTIONS, DRAFT_TEMPLATE_VERSION, fit_answer_messages
+from assistant.prompts import DRAFT_INSTRUCTIONS, DRAFT_TEMPLATE_VERSION, fit_answer_messages, redact_turns
+from config.redaction import restore
 from inference.actions import version_for_key
 from inference.base import GenerationParams
 from inference.services import get_text_generator
@@ -89,9 +90,16 @@ def write_draft(ticket: Ticket) -> Draft | None:
         k=settings.DESK_RETRIEVAL_K,
     )
     hits, excluded = screen_hits(hits)
+    # The model sees placeholders for the customer's personal data (the stored prompt too); the
+    # draft gets the real values back, so the agent reviews a reply that greets them by name.
+    question, history, mapping = redact_turns(
+        question_text(ticket, message),
+        history,
+        known_names=[ticket.customer_name, *ticket.messages.values_list("from_name", flat=True)],
+    )
     generator = get_text_generator()
     messages, sources = fit_answer_messages(
-        question_text(ticket, message),
+        question,
         hits,
         history,
         count_tokens=generator.count_tokens,
@@ -107,7 +115,7 @@ def write_draft(ticket: Ticket) -> Draft | None:
         ),
     )
     guard = AnswerGuard(DRAFT_INSTRUCTIONS)
-    body = (guard.feed(text) + guard.flush()).strip()
+    body = (guard.feed(restore(text, mapping)) + guard.flush()).strip()
 
     dense = [h.dense_score for s in sources for h in s.hits if h.dense_score is not None]
     relevance = max(dense) if dense else 0.0

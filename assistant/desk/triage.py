@@ -39,6 +39,8 @@ class Decision:
     label: str
     confidence: float
     scores: dict[str, float] = field(default_factory=dict)
+    # Every label's softmax share (what `confidence` is the top of): for ROC-AUC and explanations.
+    probabilities: dict[str, float] = field(default_factory=dict)
     nearest: list[dict] = field(default_factory=list)  # the closest labelled examples: why
 
 
@@ -107,6 +109,9 @@ def classify(kind: str, vector: np.ndarray, method: str = "top") -> Decision | N
         label=centroids.names[best],
         confidence=round(float(probabilities[best]), 3),
         scores={name: round(float(s), 4) for name, s in zip(centroids.names, scores, strict=True)},
+        probabilities={
+            name: round(float(p), 4) for name, p in zip(centroids.names, probabilities, strict=True)
+        },
         nearest=nearest,
     )
 
@@ -145,7 +150,11 @@ def triage(ticket: Ticket) -> Ticket:
             continue
         updates[name] = decision.label
         updates[f"{name}_confidence"] = decision.confidence
-        reasons[name] = {"scores": decision.scores, "nearest": decision.nearest}
+        reasons[name] = {
+            "scores": decision.scores,
+            "probabilities": decision.probabilities,
+            "nearest": decision.nearest,
+        }
     updates["triage"] = reasons
     with transaction.atomic():  # fields only: the status is the review flow's to change
         Ticket.objects.filter(pk=ticket.pk).update(**updates)

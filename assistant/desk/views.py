@@ -116,11 +116,13 @@ def _triage_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
     for name in ("category", "priority", "language"):
         why = reasons.get(name) if isinstance(reasons.get(name), dict) else {}
         scores = why.get("scores") if isinstance(why.get("scores"), dict) else {}
+        probabilities = why.get("probabilities") if isinstance(why.get("probabilities"), dict) else {}
         rows.append(
             {
                 "name": name,
                 **data[name],
                 "scores": sorted(scores.items(), key=lambda item: -item[1]),
+                "probabilities": sorted(probabilities.items(), key=lambda item: -item[1]),
                 "nearest": [n for n in why.get("nearest") or [] if isinstance(n, dict)],
             }
         )

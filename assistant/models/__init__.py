@@ -12,12 +12,14 @@ from assistant.models.desk import (
     TicketEvent,
     TriageLabel,
 )
+from assistant.models.drift import DriftReport, QuestionSample
 from assistant.models.training import TrainingExample
 
 __all__ = [
     "Attachment",
     "Draft",
     "Conversation",
+    "DriftReport",
     "Feedback",
     "InboundMail",
     "Mailbox",
@@ -25,6 +27,7 @@ __all__ = [
     "Message",
     "OutboundMail",
     "PinnedAnswer",
+    "QuestionSample",
     "Site",
     "Ticket",
     "TicketEvent",

@@ -62,7 +62,7 @@ class LocalTextGenerator(TextGenerator):
     running batch (inference/engine.py), whose steps run on the model thread one at a time, so
     embedding and index work interleave with decoding at token boundaries."""
 
-    def __init__(self, model_dir: str | None = None) -> None:
+    def __init__(self, model_dir: str | None = None, adapter_dir: str | None = None) -> None:
         from inference.engine import Engine  # torch loads only when a generator is built
 
         model_dir = model_dir or settings.CHAT_MODEL
@@ -82,7 +82,9 @@ class LocalTextGenerator(TextGenerator):
             prefill_chunk=settings.INFERENCE_PREFILL_CHUNK,
             prefill_budget=settings.INFERENCE_PREFILL_BUDGET,
             prefix_cache_tokens=settings.INFERENCE_PREFIX_CACHE_TOKENS,
+            adapter_dir=adapter_dir,
         )
+        # A fine-tuned version's key is set by whoever builds it from the registry (services).
         self.model_version = manifest.key if manifest else f"chat:{model_dir}"
         self._pump_lock = threading.Lock()
         self._pumping = False

@@ -1,4 +1,5 @@
-"""Delete conversations older than CHAT_RETENTION_DAYS now (beat also does it every 6 hours)."""
+"""Delete conversations past the governance settings' message retention now (the daily
+retention purge, `manage.py purge_retention`, also does it with the other classes of data)."""
 
 from __future__ import annotations
 

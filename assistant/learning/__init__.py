@@ -1,0 +1,1 @@
+"""The learning loop: datasets from approved answers, fine-tuning, the evaluation gate."""

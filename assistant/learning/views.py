@@ -1,0 +1,114 @@
+"""The model registry in the console: versions with their model cards and evaluation, fine-tune
+runs with progress and loss, and one-click promote, rollback and fine-tune (admins). Auditors
+read everything here and change nothing."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from config.roles import ADMIN, AUDITOR, has_role
+from inference.actions import RegistryError, do_activate_model_version, do_rollback
+from inference.models import FineTuneRun, ModelEvent, ModelVersion
+
+
+def _require(request: HttpRequest, *roles: str) -> None:
+    if not has_role(request.user, *roles):
+        raise PermissionDenied("This page needs the role: " + " or ".join(roles))
+
+
+def loss_points(losses: list[float], width: int = 240, height: int = 48) -> str:
+    """An SVG polyline's points for a loss curve (scaled to the box; empty for < 2 points)."""
+    if len(losses) < 2:
+        return ""
+    low, high = min(losses), max(losses)
+    span = (high - low) or 1.0
+    step = width / (len(losses) - 1)
+    return " ".join(f"{i * step:.1f},{height - (v - low) / span * height:.1f}" for i, v in enumerate(losses))
+
+
+@require_GET
+@login_required
+def models_page(request: HttpRequest) -> HttpResponse:
+    _require(request, ADMIN, AUDITOR)
+    runs = list(FineTuneRun.objects.select_related("candidate", "baseline")[:20])
+    for run in runs:
+        run.points = loss_points(run.losses)
+    return render(
+        request,
+        "console/models.html",
+        {
+            "versions": ModelVersion.objects.filter(kind=ModelVersion.Kind.CHAT),
+            "runs": runs,
+            "events": ModelEvent.objects.select_related("version", "previous")[:20],
+            "can_change": has_role(request.user, ADMIN),
+            "running": any(r.status == FineTuneRun.Status.RUNNING for r in runs),
+        },
+    )
+
+
+@require_GET
+@login_required
+def version_page(request: HttpRequest, version_id: int) -> HttpResponse:
+    _require(request, ADMIN, AUDITOR)
+    version = get_object_or_404(ModelVersion, pk=version_id)
+    run = version.finetune_runs.first()
+    return render(
+        request,
+        "console/model_version.html",
+        {"version": version, "run": run, "can_change": has_role(request.user, ADMIN)},
+    )
+
+
+@require_POST
+@login_required
+def activate(request: HttpRequest, version_id: int) -> HttpResponse:
+    _require(request, ADMIN)
+    version = get_object_or_404(ModelVersion, pk=version_id)
+    try:
+        do_activate_model_version(version, actor=request.user, reason=request.POST.get("reason", "")[:1000])
+        messages.success(request, f"{version.key} is now the active {version.kind} model.")
+    except RegistryError as exc:
+        messages.error(request, exc.message)
+    return redirect("console-models")
+
+
+@require_POST
+@login_required
+def rollback(request: HttpRequest) -> HttpResponse:
+    _require(request, ADMIN)
+    try:
+        version = do_rollback("chat", actor=request.user, reason=request.POST.get("reason", "")[:1000])
+        messages.success(request, f"Rolled back: {version.key} is active again.")
+    except RegistryError as exc:
+        messages.error(request, exc.message)
+    return redirect("console-models")
+
+
+@require_POST
+@login_required
+def start_finetune(request: HttpRequest) -> HttpResponse:
+    _require(request, ADMIN)
+    from assistant.tasks import finetune
+
+    if FineTuneRun.objects.filter(status=FineTuneRun.Status.RUNNING).exists():
+        messages.error(request, "A fine-tune is already running; wait for it to finish.")
+        return redirect("console-models")
+    try:
+        max_steps = int(request.POST.get("max_steps") or 0) or None
+    except ValueError:
+        max_steps = None
+    if max_steps is not None and not 1 <= max_steps <= 10000:
+        messages.error(request, "Steps must be between 1 and 10000 (or empty for two epochs).")
+        return redirect("console-models")
+    finetune.delay(
+        max_steps=max_steps,
+        promote_if_better=request.POST.get("promote_if_better") == "on",
+        actor=f"user:{request.user.get_username()}",
+    )
+    messages.success(request, "Fine-tune queued: its progress appears below.")
+    return redirect("console-models")

@@ -1,0 +1,163 @@
+"""A model that fails, stalls or runs too long never leaves a visitor waiting: they get a fixed
+reply, a person is asked for, and the answer is stored as failed with the reason.
+
+The generators here are test doubles (a real model cannot be made to raise or hang on cue): the
+tests are about the fallback around the model, not the model. Retrieval, the websocket stack,
+the database and the handoff are real."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from channels.testing import WebsocketCommunicator
+from django.test import override_settings
+
+from assistant.actions import stream_answer
+from assistant.fallback import FALLBACK
+from assistant.metrics import ERRORS
+from assistant.models import Conversation, Message, Site
+from config.asgi import application
+from inference.base import Generation, ModelBusy, TextGenerator
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+ORIGIN = (b"origin", b"http://127.0.0.1:8000")
+QUESTION = "How do I factory reset my router?"  # the demo knowledge base answers it: the model is asked
+
+
+class _Double(TextGenerator):
+    model_version = "test-double"
+    closed: list[str] = []  # which doubles were closed: the model was freed
+
+    def stream(self, messages, params) -> Generation:
+        generation = Generation()
+        generation.deltas = self._deltas()
+        return generation
+
+    async def _deltas(self):
+        try:
+            async for delta in self.behave():
+                yield delta
+        finally:
+            _Double.closed.append(type(self).__name__)
+
+    async def behave(self):
+        raise NotImplementedError
+        yield
+
+
+class BusyModel(_Double):
+    async def behave(self):
+        raise ModelBusy()
+        yield
+
+
+class StallingModel(_Double):
+    """Starts an answer, then never says another word."""
+
+    async def behave(self):
+        yield "To reset"
+        await asyncio.sleep(3600)
+        yield "never sent"
+
+
+class EndlessModel(_Double):
+    """Keeps talking, a word every 50 ms, forever."""
+
+    async def behave(self):
+        while True:
+            yield " word"
+            await asyncio.sleep(0.05)
+
+
+def backend(cls: type) -> str:
+    return f"{__name__}.{cls.__name__}"
+
+
+async def ask(text: str) -> tuple[list[dict], dict]:
+    """Every frame of one answer, plus the handoff state frame that arrives through the
+    conversation's group (before or after `done`)."""
+    communicator = WebsocketCommunicator(application, "/ws/chat/", headers=[ORIGIN])
+    connected, _ = await communicator.connect()
+    assert connected
+    assert (await communicator.receive_json_from(timeout=10))["type"] == "visitor"
+    await communicator.send_json_to({"type": "message", "text": text, "conversation": None})
+    frames, handoff = [], None
+    while handoff is None or not frames or frames[-1]["type"] not in ("done", "error"):
+        frame = await communicator.receive_json_from(timeout=30)
+        if frame["type"] == "handoff":
+            handoff = frame
+        else:
+            frames.append(frame)
+    await communicator.disconnect()
+    return frames, handoff
+
+
+def errors(code: str) -> float:
+    for family in ERRORS.collect():
+        for sample in family.samples:
+            if sample.name == "parley_chat_errors_total" and sample.labels == {"code": code}:
+                return sample.value
+    return 0.0
+
+
+async def assert_fell_back(frames: list[dict], handoff: dict, reason: str, streamed_before: str = "") -> None:
+    kinds = [f["type"] for f in frames]
+    assert kinds[0] == "conversation" and kinds[-2:] == ["citations", "done"], kinds
+    assert "error" not in kinds
+    text = "".join(f["text"] for f in frames if f["type"] == "token")
+    assert text.startswith(streamed_before)
+    assert text.endswith(FALLBACK["en"]) and kinds.count("token") > 1  # streamed as tokens
+    assert frames[-1]["handoff"] is True
+    assert handoff == {"type": "handoff", "state": "queued", "agent": None}
+
+    message = await Message.objects.aget(pk=int(frames[-1]["message"]))
+    assert message.role == Message.Role.ASSISTANT
+    assert message.status == Message.Status.FAILED and message.finish_reason == reason
+    assert message.text == text.strip()
+    conversation = await Conversation.objects.aget(pk=frames[0]["id"])
+    assert conversation.status == Conversation.Status.QUEUED and conversation.handoff_at
+
+
+async def test_a_busy_model_gets_the_visitor_the_fallback_and_a_person(demo_kb):
+    before = errors("busy")
+    with override_settings(TEXT_GENERATOR_BACKEND=backend(BusyModel)):
+        frames, handoff = await ask(QUESTION)
+    await assert_fell_back(frames, handoff, "busy")
+    assert errors("busy") == before + 1
+
+
+async def test_a_model_that_stops_talking_is_cut_off_after_the_stall_limit(demo_kb):
+    _Double.closed.clear()
+    before = errors("model_stalled")
+    with override_settings(
+        TEXT_GENERATOR_BACKEND=backend(StallingModel),
+        CHAT_MODEL_STALL_SECONDS=0.5,
+        CHAT_ANSWER_TIMEOUT_SECONDS=30,
+    ):
+        frames, handoff = await asyncio.wait_for(ask(QUESTION), timeout=20)
+    await assert_fell_back(frames, handoff, "stalled", streamed_before="To reset")
+    assert errors("model_stalled") == before + 1
+    assert _Double.closed == ["StallingModel"]  # the stalled generation was closed, not left hanging
+
+
+async def test_an_answer_that_never_ends_is_cut_off_at_the_answer_timeout(demo_kb):
+    _Double.closed.clear()
+    with override_settings(
+        TEXT_GENERATOR_BACKEND=backend(EndlessModel),
+        CHAT_MODEL_STALL_SECONDS=5,
+        CHAT_ANSWER_TIMEOUT_SECONDS=0.6,
+    ):
+        frames, handoff = await asyncio.wait_for(ask(QUESTION), timeout=20)
+    await assert_fell_back(frames, handoff, "timeout", streamed_before=" word")
+    assert _Double.closed == ["EndlessModel"]
+
+
+async def test_the_fallback_speaks_the_sites_language(demo_kb):
+    site = await Site.objects.acreate(key="acme-de", name="Acme DE", language="de")
+    with override_settings(TEXT_GENERATOR_BACKEND=backend(BusyModel)):
+        events = [e async for e in stream_answer(QUESTION, conversation_id=None, site=site)]
+    text = "".join(e.data["text"] for e in events if e.kind == "token")
+    assert text == FALLBACK["de"]
+    assert events[-1].kind == "done" and events[-1].data["handoff"] is True
