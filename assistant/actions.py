@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import transaction
 
 from assistant.errors import ChatError
-from assistant.fallback import fallback_text, finish_reason, watched
+from assistant.fallback import UnavailableGenerator, fallback_text, finish_reason, watched
 from assistant.guard import AnswerGuard, screen_hits
 from assistant.metrics import count_error, observe_retrieval
 from assistant.models import Conversation, Feedback, Message
@@ -180,7 +180,11 @@ async def stream_answer(
             yield event
         return
 
-    generator = await sync_to_async(get_text_generator, thread_sensitive=False)()  # loads once
+    try:
+        generator = await sync_to_async(get_text_generator, thread_sensitive=False)()  # loads once
+    except Exception as exc:  # the model cannot be loaded: the fallback below, not a crash
+        log.exception("event=text_generator_unavailable")
+        generator = UnavailableGenerator(exc)
     hits, excluded = screen_hits(hits)
     if excluded:
         log.warning(

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest
-from ninja import Router, Status
+from ninja import Router, Schema, Status
 
 from assistant import handoff
 from assistant.actions import get_visitor_conversation
@@ -48,6 +48,25 @@ def get_conversation(request: HttpRequest, conversation_id: str) -> dict[str, An
         for m in conversation.messages.select_related("model_version", "author").prefetch_related("feedback")
     ]
     return {**handoff.summary(conversation), "visitor": conversation.visitor, "messages": messages}
+
+
+class Correction(Schema):
+    answer: str
+
+
+@router.post(
+    "/messages/{message_id}/correct",
+    summary="Correct an assistant answer; the correction is kept as a training example",
+)
+def correct(request: HttpRequest, message_id: int, body: Correction) -> dict[str, Any]:
+    require_role(request, AGENT)
+    from assistant.learning.corrections import CorrectionError, do_correct_answer
+
+    try:
+        example = do_correct_answer(request.user, message_id, body.answer)
+    except CorrectionError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from exc
+    return {"training_example": example.pk, "message": message_id}
 
 
 @router.get("/visitors/{visitor}/export", summary="Everything stored about a visitor (GDPR access)")

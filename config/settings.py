@@ -269,8 +269,6 @@ CHAT_MESSAGES_PER_MINUTE_PER_IP = envint("CHAT_MESSAGES_PER_MINUTE_PER_IP", 60, 
 CHAT_CONCURRENT_ANSWERS_PER_VISITOR = envint("CHAT_CONCURRENT_ANSWERS_PER_VISITOR", 1, minimum=1)
 CHAT_CONCURRENT_ANSWERS_PER_IP = envint("CHAT_CONCURRENT_ANSWERS_PER_IP", 4, minimum=1)
 CHAT_IDLE_TIMEOUT = envint("CHAT_IDLE_TIMEOUT", 900, minimum=10)
-# Seconds a visitor is told to wait (error frame `retry_after`) when the model is busy.
-CHAT_BUSY_RETRY_AFTER = envint("CHAT_BUSY_RETRY_AFTER", 5, minimum=1)
 # A pinned answer is given when a question's embedding has at least this cosine similarity with
 # the pinned question or one of its paraphrases. all-MiniLM-L6-v2, measured against "What are
 # your opening hours?" / "When are you open?": "when is the shop open" 0.77, "what are your

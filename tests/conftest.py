@@ -39,6 +39,15 @@ def celery_in_memory():
     app.conf.broker_url = before
 
 
+@pytest.fixture(scope="session", autouse=True)
+def redaction_analyzer():
+    """Presidio with spaCy, built once before the first test (~6 s) rather than inside the first
+    chat or draft, where it would eat into a websocket test's timeout."""
+    from config.redaction import get_analyzer
+
+    return get_analyzer()
+
+
 @pytest.fixture(scope="session")
 def embedder():
     from inference.services import get_embedder

@@ -69,7 +69,8 @@ def test_it_prints_scores_overall_and_per_language_and_segment(tmp_path, embedde
     data = tmp_path / "mails.jsonl"
     data.write_text("\n".join(json.dumps(row, ensure_ascii=False) for row in ROWS) + "\n", encoding="utf-8")
     result = run("--data", str(data), "--min-group", "2")
-    assert result["mails"] == 6 and "caveat" not in result  # the caveat is about the default data
+    # The caveat is about the tuning set (desk_triage.jsonl), the note about the held-out default.
+    assert result["mails"] == 6 and "caveat" not in result and "data_note" not in result
     for kind in ("category", "priority"):
         section = result[kind]
         assert set(section["overall"]) == METRICS and section["overall"]["n"] == 6
@@ -83,6 +84,16 @@ def test_it_prints_scores_overall_and_per_language_and_segment(tmp_path, embedde
         assert gap["compared"] == ["business", "consumer"] and gap["gap"] >= 0
         assert gap["flagged"] == (gap["gap"] >= 0.1)
     assert result["category"]["overall"]["roc_auc"] is not None  # several categories present
+
+
+def test_the_default_data_is_the_held_out_set_and_loads():
+    from assistant.desk.triage_eval import load_rows
+    from assistant.management.commands.eval_triage import DEFAULT_DATA, TUNING_DATA
+
+    assert DEFAULT_DATA.name == "desk_triage_heldout.jsonl" and DEFAULT_DATA != TUNING_DATA
+    rows = load_rows(DEFAULT_DATA)
+    assert len(rows) == 60
+    assert sorted(rows[0]) == ["category", "language", "priority", "segment", "text"]
 
 
 def test_a_bad_file_is_a_command_error_not_a_traceback(tmp_path):

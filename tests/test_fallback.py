@@ -161,3 +161,16 @@ async def test_the_fallback_speaks_the_sites_language(demo_kb):
     text = "".join(e.data["text"] for e in events if e.kind == "token")
     assert text == FALLBACK["de"]
     assert events[-1].kind == "done" and events[-1].data["handoff"] is True
+
+
+class UnloadableModel(TextGenerator):
+    """Its weights cannot be loaded (files gone, out of memory)."""
+
+    def __init__(self) -> None:
+        raise OSError("model files missing")
+
+
+async def test_a_model_that_cannot_even_be_loaded_gets_the_visitor_the_fallback(demo_kb):
+    with override_settings(TEXT_GENERATOR_BACKEND=backend(UnloadableModel)):
+        frames, handoff = await ask(QUESTION)
+    await assert_fell_back(frames, handoff, "error")

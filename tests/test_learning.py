@@ -247,3 +247,38 @@ def test_the_companys_own_published_numbers_are_not_personal_data(db):
     example = curated("What's your phone number?", "Call 0800 555 0142 [1].", sources=sources)
     data = build_dataset(load_approved(), eval_fraction=0.0)
     assert ids(data.train) == {f"te:{example.pk}"} and "0800 555 0142" in data.train[0].answer
+
+
+def test_an_agent_corrected_chat_answer_becomes_a_training_example_in_the_dataset(client, people):
+    from assistant.models import Conversation
+
+    conversation = Conversation.objects.create(visitor="v-1")
+    conversation.messages.create(role=Message.Role.USER, text="How long do refunds take?")
+    answer = conversation.messages.create(
+        role=Message.Role.ASSISTANT,
+        text="Refunds take a year.",
+        citations=[{"n": 1, "title": "Refunds", "snippet": "Card refunds: 5 working days."}],
+    )
+    url = f"/api/messages/{answer.pk}/correct"
+    client.force_login(people["auditor"])
+    assert client.post(url, {"answer": "x"}, content_type="application/json").status_code == 403
+    client.force_login(people["agent"])
+    assert (
+        client.post(url, {"answer": "  "}, content_type="application/json").json()["error"]["code"]
+        == "empty_answer"
+    )
+    assert (
+        client.post(
+            "/api/messages/999999/correct", {"answer": "x"}, content_type="application/json"
+        ).status_code
+        == 404
+    )
+    response = client.post(
+        url, {"answer": "Card refunds arrive within 5 working days [1]."}, content_type="application/json"
+    )
+    assert response.status_code == 200
+    example = TrainingExample.objects.get(pk=response.json()["training_example"])
+    assert example.source == "chat" and example.question == "How long do refunds take?"
+    (built,) = build_dataset(load_approved(), eval_fraction=0.0).train
+    assert built.answer.startswith("Card refunds") and "5 working days" in built.messages[1]["content"]
+    assert built.available_citations == [1]

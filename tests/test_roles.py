@@ -109,6 +109,7 @@ API: dict[tuple[str, str], Policy] = {
     ("GET", "/api/search"): allow("GET", KNOWLEDGE, AGENT, EDITOR, q=" "),  # refused as empty: no model load
     # Website assistant: agents.
     ("GET", "/api/conversations/{conversation_id}"): allow("GET", AGENT),
+    ("POST", "/api/messages/{message_id}/correct"): allow("POST", AGENT),
     ("GET", "/api/visitors/{visitor}/export"): allow("GET", AGENT),
     ("DELETE", "/api/visitors/{visitor}"): allow("DELETE", AGENT),
     ("POST", "/api/inbound/mail"): Policy("POST", OWN_CHECK),  # HMAC signature of the body

@@ -8,6 +8,12 @@ labels that have both positive and negative mails in the group; null where none 
 figures per `language` and per `segment` (consumer / business) show whether some senders are
 served worse: for each grouping, the largest accuracy gap between groups of at least
 `min_group` mails, flagged when it reaches `gap_threshold`.
+
+Data: `manage.py eval_triage` reads benchmarks/data/desk_triage_heldout.jsonl by default (60 mails,
+30 consumer / 30 business, 40 en / 10 de / 10 fr), written after the triage method was chosen and
+never used to tune it. benchmarks/data/desk_triage.jsonl (50 mails) was used to choose the method
+and its temperature (benchmarks/triage_bench.py), so figures on it are optimistic; the command
+adds a `caveat` to its output when given that file.
 """
 
 from __future__ import annotations

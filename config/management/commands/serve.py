@@ -131,10 +131,12 @@ class Command(BaseCommand):
                 worker.wait()
 
     def _warm_up(self) -> None:
+        from config.redaction import get_analyzer
         from inference.services import get_embedder, get_text_generator
 
         try:
             get_embedder()
             get_text_generator()
+            get_analyzer()  # personal-data redaction: spaCy and Presidio take ~6 s to build
         except Exception:
             log.exception("event=warmup_failed")
