@@ -80,6 +80,19 @@ def test_widget_on_another_origin_answers_then_an_agent_takes_over(live_parley, 
         reply = visitor.locator(".parley-agent").filter(has_text="Happy to help")
         reply.wait_for(timeout=15_000)
         assert "Ana" in reply.inner_text()
+
+        # Ana corrects the assistant's answer: it becomes a training example for fine-tuning.
+        answer = agent.locator(".msg.assistant").first
+        answer.locator(".correct-open").click()
+        answer.locator("textarea").fill("Card refunds arrive within 5 working days of approval [1].")
+        answer.locator("button", has_text="Save for training").click()
+        answer.locator(".correct-status").filter(has_text="Saved for training").wait_for(timeout=15_000)
+        kept = _shell(
+            live_parley,
+            "from assistant.models import TrainingExample as T;"
+            "print(list(T.objects.filter(source='chat').values_list('answer', flat=True)))",
+        )
+        assert "5 working days of approval" in kept
     finally:
         company.close()
 

@@ -282,3 +282,10 @@ def test_an_agent_corrected_chat_answer_becomes_a_training_example_in_the_datase
     (built,) = build_dataset(load_approved(), eval_fraction=0.0).train
     assert built.answer.startswith("Card refunds") and "5 working days" in built.messages[1]["content"]
     assert built.available_citations == [1]
+
+
+def test_a_number_printed_elsewhere_in_the_knowledge_base_is_the_companys_not_personal(demo_kb):
+    # The demo's contact page prints the support line; this example's own source does not.
+    example = curated("Can I cancel by phone?", "Yes, call 0800 555 0142 [1].", sources=SOURCES)
+    data = build_dataset(load_approved(), eval_fraction=0.0)
+    assert ids(data.train) == {f"te:{example.pk}"} and "0800 555 0142" in data.train[0].answer

@@ -252,9 +252,15 @@ def _redact_example(example: Example, known_names: list[str]) -> tuple[Example, 
 
 
 def _published(value: str, example: Example) -> bool:
-    """Whether `value` is printed in the example's own sources: the company's knowledge base
-    (its phone numbers and addresses), not a customer's personal data."""
-    return any(value in m["content"] for m in example.messages if m["role"] == "system")
+    """Whether `value` is printed in the example's own sources or elsewhere in the knowledge
+    base: the company's published details (its phone numbers and addresses), not a customer's
+    personal data. (A person's data that reached the knowledge base is erased from it by
+    assistant/people.py; until then it is as public as the page it is on.)"""
+    if any(value in m["content"] for m in example.messages if m["role"] == "system"):
+        return True
+    from retrieval.models import Chunk
+
+    return Chunk.objects.filter(text__contains=value).exists()
 
 
 def _personal_data(example: Example, known_names: list[str]) -> list[str]:

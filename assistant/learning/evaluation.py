@@ -97,6 +97,7 @@ def evaluate(
         rows.append(
             {
                 "id": example.id,
+                "question": example.question[:500],
                 "answer": answer,
                 "similarity": round(float(similarity), 4),
                 "cited": sorted(cited),

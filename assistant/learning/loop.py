@@ -179,7 +179,7 @@ def model_card(version: ModelVersion, run: FineTuneRun, data: Dataset, result) -
         "learning/model_card.md",
         {
             "version": version,
-            "adapter": Path(version.adapter).name,
+            "adapter": "/".join(Path(version.adapter).parts[-2:]),  # run folder / adapter
             "run": run,
             "result": result,
             "stats": data.stats(),

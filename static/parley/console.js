@@ -38,7 +38,7 @@
     } else if (frame.type === "history") {
       if (frame.conversation.id !== current) return;
       $("log").textContent = "";
-      frame.messages.forEach(function (m) { add(m.role, m.text, m.agent, m.citations); });
+      frame.messages.forEach(function (m) { add(m.role, m.text, m.agent, m.citations, m.id); });
       renderButtons(frame.conversation);
     } else if (frame.type === "visitor_message" && frame.conversation === current) {
       add("user", frame.text);
@@ -94,7 +94,7 @@
     $("reply").disabled = $("send").disabled = !mine;
   }
 
-  function add(role, text, agent, citations) {
+  function add(role, text, agent, citations, id) {
     var bubble = document.createElement("div");
     bubble.className = "msg " + role;
     var who = document.createElement("span");
@@ -108,8 +108,44 @@
       sources.textContent = "Sources: " + citations.map(function (s) { return "[" + s.n + "] " + s.title; }).join("; ");
       bubble.appendChild(sources);
     }
+    if (role === "assistant" && id) bubble.appendChild(correction(id, text));
     $("log").appendChild(bubble);
     $("log").scrollTop = $("log").scrollHeight;
+  }
+
+  // An agent rewrites a wrong answer; the correction is kept as a training example
+  // (POST /api/messages/{id}/correct). The visitor is not sent anything.
+  function correction(id, text) {
+    var box = document.createElement("div");
+    box.className = "correct";
+    var edit = document.createElement("button");
+    edit.type = "button"; edit.className = "correct-open"; edit.textContent = "Correct this answer";
+    var form = document.createElement("form");
+    form.hidden = true;
+    var area = document.createElement("textarea");
+    area.value = text; area.rows = 3; area.setAttribute("aria-label", "Corrected answer");
+    var save = document.createElement("button");
+    save.type = "submit"; save.textContent = "Save for training";
+    var status = document.createElement("span");
+    status.className = "correct-status"; status.setAttribute("role", "status");
+    form.appendChild(area); form.appendChild(save);
+    box.appendChild(edit); box.appendChild(form); box.appendChild(status);
+    edit.addEventListener("click", function () { form.hidden = false; edit.hidden = true; area.focus(); });
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var token = document.querySelector("input[name=csrfmiddlewaretoken]");
+      fetch("/api/messages/" + encodeURIComponent(id) + "/correct", {
+        method: "POST", credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-CSRFToken": token ? token.value : "" },
+        body: JSON.stringify({ answer: area.value })
+      }).then(function (response) {
+        return response.json().then(function (body) {
+          if (!response.ok) throw new Error((body.error && body.error.message) || "Not saved.");
+          form.hidden = true; status.textContent = "Saved for training.";
+        });
+      }).catch(function (error) { status.textContent = error.message; });
+    });
+    return box;
   }
 
   function note(text) {

@@ -75,6 +75,8 @@ class Command(BaseCommand):
             "seconds": run.seconds,
             "loss_first": run.losses[0] if run.losses else None,
             "loss_last": run.losses[-1] if run.losses else None,
+            # One step's loss is noisy at small batches: the mean of the last five says more.
+            "loss_last5_mean": round(sum(run.losses[-5:]) / len(run.losses[-5:]), 4) if run.losses else None,
             "candidate": {"id": run.candidate.pk, "key": run.candidate.key} if run.candidate else None,
             "baseline": {"id": run.baseline.pk, "key": run.baseline.key} if run.baseline else None,
             "metrics": {k: run.metrics.get(k) for k in ("baseline", "candidate", "better", "why")},
