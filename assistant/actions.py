@@ -307,8 +307,13 @@ _DOES_NOT_KNOW = ("do not know", "don't know", "cannot answer", "can't answer", 
 def offers_person(answer: str, sources: list[Source]) -> bool:
     """Whether to offer a person under this answer: nothing relevant was retrieved, or the model
     said it does not know (the prompt tells it to say so rather than guess)."""
+    return not sources or not answer or says_it_does_not_know(answer)
+
+
+def says_it_does_not_know(answer: str) -> bool:
+    """Whether the model said it does not know (the prompt tells it to, rather than guess)."""
     lowered = answer.lower()
-    return not sources or not answer or any(phrase in lowered for phrase in _DOES_NOT_KNOW)
+    return any(phrase in lowered for phrase in _DOES_NOT_KNOW)
 
 
 @sync_to_async

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,7 +30,7 @@ from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from assistant.desk.inbound import mail_dir
+from assistant.desk.inbound import mail_dir, remove_stored_files
 from assistant.models import (
     Attachment,
     Conversation,
@@ -262,10 +260,8 @@ def erase_person(email: str, *, actor: Any) -> dict[str, int]:
         counts["conversations"] = _delete(conversations)
         counts["chunks"] = _remove_chunks(email)
         counts["scrubbed"] = sum(_scrub(model, fields, email) for model, fields in _COPIES)
-        files = [mail_dir() / m.path for m in inbound] + [
-            mail_dir() / path for _, path in attachments if path
-        ]
-    counts["files"] = _remove_unreferenced(files)
+        files = [m.path for m in inbound] + [path for _, path in attachments]
+    counts["files"] = remove_stored_files(files)
     record_audit(actor, "person.erased", target_type="person", target_id=subject_hash(email), counts=counts)
     log.info(
         "event=person_erased subject=%s %s",
@@ -323,23 +319,3 @@ def _without(value: Any, email: str) -> Any:
     if isinstance(value, dict):
         return {k: _without(v, email) for k, v in value.items()}
     return value
-
-
-def _remove_unreferenced(paths: Iterable[Path]) -> int:
-    """Delete files no remaining row points at: raw mail and attachments are stored once per
-    content, so another customer's identical attachment keeps the file."""
-    root = mail_dir()
-    relative = {str(path.relative_to(root)): path for path in paths}
-    still_used = set(InboundMail.objects.filter(path__in=relative).values_list("path", flat=True)) | set(
-        Attachment.objects.filter(path__in=relative).values_list("path", flat=True)
-    )
-    removed = 0
-    for name, path in relative.items():
-        if name in still_used:
-            continue
-        try:
-            path.unlink()
-            removed += 1
-        except FileNotFoundError:
-            pass
-    return removed

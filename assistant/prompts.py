@@ -58,6 +58,15 @@ def build_answer_messages(
     question: str, sources: list[Source], history: list[tuple[str, str]], instructions: str = INSTRUCTIONS
 ) -> list[dict[str, str]]:
     blocks = [f"[{s.n}] {s.best.title}\n" + "\n\n".join(_body(hit) for hit in s.hits) for s in sources]
+    return prompt_messages(instructions, blocks, history, question)
+
+
+def prompt_messages(
+    instructions: str, blocks: list[str], history: list[tuple[str, str]], question: str
+) -> list[dict[str, str]]:
+    """The shape of every answer prompt: instructions, the numbered source blocks, the earlier
+    turns, the question. Serving and the fine-tuning data (assistant/learning/dataset.py) both
+    build prompts here, so a tuned model learns from prompts shaped like the ones it answers."""
     # The instructions are a message of their own, the same for every question: the inference
     # engine keeps a leading system message's keys/values and skips prefilling it again.
     messages = [

@@ -48,6 +48,11 @@ class EntityListField(forms.CharField):
         return list(dict.fromkeys(names))  # order kept, duplicates dropped
 
 
+def _days(label: str, help_text: str) -> forms.IntegerField:
+    """A retention period: at least a day, at most ten years."""
+    return forms.IntegerField(min_value=1, max_value=3650, label=label, help_text=help_text)
+
+
 class GovernanceForm(forms.ModelForm):
     redact_entities = EntityListField(
         required=False,
@@ -55,24 +60,13 @@ class GovernanceForm(forms.ModelForm):
         help_text="One per line. Empty: the default set (EMAIL_ADDRESS, PHONE_NUMBER, IBAN_CODE, PERSON).",
     )
 
-    retention_messages_days = forms.IntegerField(
-        min_value=1, max_value=3650, label="Chat conversations (days)", help_text="Since the last message."
+    retention_messages_days = _days("Chat conversations (days)", "Since the last message.")
+    retention_emails_days = _days(
+        "Email tickets (days)",
+        "Closed tickets, since their last activity: mail, raw mail, attachments, drafts.",
     )
-    retention_emails_days = forms.IntegerField(
-        min_value=1,
-        max_value=3650,
-        label="Email tickets (days)",
-        help_text="Closed tickets, since their last activity: mail, raw mail, attachments, drafts.",
-    )
-    retention_embeddings_days = forms.IntegerField(
-        min_value=1, max_value=3650, label="Question vectors (days)", help_text="Kept for drift detection."
-    )
-    retention_model_logs_days = forms.IntegerField(
-        min_value=1,
-        max_value=3650,
-        label="Model-call logs (days)",
-        help_text="The prompts stored with drafts.",
-    )
+    retention_embeddings_days = _days("Question vectors (days)", "Kept for drift detection.")
+    retention_model_logs_days = _days("Model-call logs (days)", "The prompts stored with drafts.")
 
     class Meta:
         model = GovernanceSettings

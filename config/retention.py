@@ -27,7 +27,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from assistant import privacy
-from assistant.desk.inbound import mail_dir
+from assistant.desk.inbound import remove_stored_files
 from assistant.models import Attachment, Draft, InboundMail, MailMessage, OutboundMail, Ticket, TicketEvent
 from assistant.models.training import TrainingExample
 from config.audit import record_audit
@@ -149,7 +149,7 @@ def _purge_emails(cutoff: datetime, *, dry_run: bool) -> tuple[dict[str, int], l
         with transaction.atomic():
             InboundMail.objects.filter(pk__in=loose_ids).delete()
             # Files go only once the rows that name them are gone for good.
-            transaction.on_commit(lambda: _unlink(files))
+            transaction.on_commit(lambda: remove_stored_files(files))
     counts["emails_files"] = len(files)
     return counts, ticket_ids
 
@@ -168,16 +168,6 @@ def _files_to_remove(inbound_ids: set[int], attachments) -> set[str]:
         .values_list("path", flat=True)
     )
     return {p for p in (raw | attached) - kept if p}
-
-
-def _unlink(paths: set[str]) -> None:
-    root = mail_dir().resolve()
-    for relative in paths:
-        target = (root / relative).resolve()
-        if root not in target.parents:  # a path from the database never leaves the mail folder
-            log.warning("event=retention_skipped_path reason=outside_mail_dir")
-            continue
-        target.unlink(missing_ok=True)
 
 
 def _purge_embeddings(cutoff: datetime, *, dry_run: bool) -> int:

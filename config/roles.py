@@ -11,6 +11,14 @@ Superusers have every role. Staff pages and the API check roles with `has_role`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+
 KNOWLEDGE = "knowledge"
 AGENT = "agent"
 EDITOR = "editor"
@@ -25,3 +33,19 @@ def has_role(user, *roles: str) -> bool:
     if user.is_superuser:
         return True
     return user.groups.filter(name__in=roles).exists()
+
+
+def role_required(*roles: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """Anonymous: to the login page; signed in without one of `roles`: 403."""
+
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @login_required
+        @wraps(view)
+        def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not has_role(request.user, *roles):
+                raise PermissionDenied(f"This page needs the role: {' or '.join(roles)}.")
+            return view(request, *args, **kwargs)
+
+        return checked
+
+    return decorator

@@ -4,13 +4,7 @@ through config/audit_log.py."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
-from typing import Any
-
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils.http import urlencode
@@ -25,23 +19,7 @@ from config.governance import (
     do_update_governance,
 )
 from config.models import GovernanceSettings
-from config.roles import ADMIN, AUDITOR, has_role
-
-
-def role_required(*roles: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
-    """Anonymous: to the login page; signed in without one of `roles`: 403."""
-
-    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-        @login_required
-        @wraps(view)
-        def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            if not has_role(request.user, *roles):
-                raise PermissionDenied(f"This page needs the role: {' or '.join(roles)}.")
-            return view(request, *args, **kwargs)
-
-        return checked
-
-    return decorator
+from config.roles import ADMIN, AUDITOR, role_required
 
 
 @require_http_methods(["GET", "POST"])

@@ -197,37 +197,22 @@ def test_finetune_command_refuses_a_dataset_with_nothing_to_train_on(base_versio
     assert out["status"] == "failed" and out["dataset"]["excluded"] == {"injected_instruction": 1}
 
 
-@pytest.fixture
-def people(db, django_user_model):
-    from django.contrib.auth.models import Group
-
-    def person(name: str, *roles: str):
-        user = django_user_model.objects.create_user(name, password="pw", is_staff=True)
-        for role in roles:
-            user.groups.add(Group.objects.get(name=role))
-        return user
-
-    return {
-        "admin": person("ada", "admin"),
-        "auditor": person("aud", "auditor"),
-        "agent": person("agt", "agent"),
-    }
-
-
-def test_models_page_is_for_admins_and_auditors_and_only_admins_promote(client, people, base_version):
+def test_models_page_is_for_admins_and_auditors_and_only_admins_promote(
+    client, agent, auditor, administrator, base_version
+):
     other = do_register_model_version(
         key="chat:other@1", kind="chat", activate_if_none=False, path=base_version.path, name="other"
     )
-    client.force_login(people["agent"])
+    client.force_login(agent)
     assert client.get("/console/models/").status_code == 403
-    client.force_login(people["auditor"])
+    client.force_login(auditor)
     page = client.get("/console/models/")
     assert page.status_code == 200 and b"chat:other@1" in page.content and b"Promote" not in page.content
     assert client.get(f"/console/models/{other.pk}/").status_code == 200
     assert client.post(f"/console/models/{other.pk}/activate").status_code == 403
     assert client.post("/console/models/finetune").status_code == 403
 
-    client.force_login(people["admin"])
+    client.force_login(administrator)
     assert b"Promote" in client.get("/console/models/").content
     client.post(f"/console/models/{other.pk}/activate", {"reason": "<script>x</script> better"})
     other.refresh_from_db()
@@ -249,7 +234,7 @@ def test_the_companys_own_published_numbers_are_not_personal_data(db):
     assert ids(data.train) == {f"te:{example.pk}"} and "0800 555 0142" in data.train[0].answer
 
 
-def test_an_agent_corrected_chat_answer_becomes_a_training_example_in_the_dataset(client, people):
+def test_an_agent_corrected_chat_answer_becomes_a_training_example_in_the_dataset(client, agent, auditor):
     from assistant.models import Conversation
 
     conversation = Conversation.objects.create(visitor="v-1")
@@ -260,9 +245,9 @@ def test_an_agent_corrected_chat_answer_becomes_a_training_example_in_the_datase
         citations=[{"n": 1, "title": "Refunds", "snippet": "Card refunds: 5 working days."}],
     )
     url = f"/api/messages/{answer.pk}/correct"
-    client.force_login(people["auditor"])
+    client.force_login(auditor)
     assert client.post(url, {"answer": "x"}, content_type="application/json").status_code == 403
-    client.force_login(people["agent"])
+    client.force_login(agent)
     assert (
         client.post(url, {"answer": "  "}, content_type="application/json").json()["error"]["code"]
         == "empty_answer"
@@ -289,3 +274,4 @@ def test_a_number_printed_elsewhere_in_the_knowledge_base_is_the_companys_not_pe
     example = curated("Can I cancel by phone?", "Yes, call 0800 555 0142 [1].", sources=SOURCES)
     data = build_dataset(load_approved(), eval_fraction=0.0)
     assert ids(data.train) == {f"te:{example.pk}"} and "0800 555 0142" in data.train[0].answer
+

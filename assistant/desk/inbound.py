@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
 
@@ -41,6 +42,30 @@ def normalise_subject(subject: str) -> str:
 
 def mail_dir() -> Path:
     return Path(settings.DATA_DIR) / "mail"
+
+
+def remove_stored_files(paths: Iterable[str]) -> int:
+    """Delete stored mail files (raw mail and attachments, paths relative to mail_dir) that no
+    InboundMail or Attachment row names any more; returns how many were removed. Files are
+    stored once per content, so another customer's identical attachment keeps the file. Call it
+    once the rows are gone (after commit); a path that would leave the mail folder is skipped."""
+    names = {p for p in paths if p}
+    still_used = set(InboundMail.objects.filter(path__in=names).values_list("path", flat=True)) | set(
+        Attachment.objects.filter(path__in=names).values_list("path", flat=True)
+    )
+    root = mail_dir().resolve()
+    removed = 0
+    for name in names - still_used:
+        target = (root / name).resolve()
+        if root not in target.parents:  # a path from the database never leaves the mail folder
+            log.warning("event=stored_file_skipped reason=outside_mail_dir")
+            continue
+        try:
+            target.unlink()
+            removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
 
 
 def receive_raw(raw: bytes, *, source: str, envelope_from: str = "") -> InboundMail:

@@ -27,7 +27,6 @@ import json
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ import numpy as np
 
 from assistant.guard import carries_instructions
 from assistant.models import TrainingExample
-from assistant.prompts import DRAFT_INSTRUCTIONS, INSTRUCTIONS
+from assistant.prompts import DRAFT_INSTRUCTIONS, INSTRUCTIONS, prompt_messages
 
 DEDUP_SIMILARITY = 0.95
 LEAK_SIMILARITY = 0.90
@@ -113,33 +112,25 @@ def cited_numbers(text: str) -> set[int]:
     return {int(n) for n in _CITATION.findall(text)}
 
 
-def sources_block(citations: Iterable[dict[str, Any]]) -> tuple[str, list[int]]:
-    """The prompt's sources message built from stored citations (title and snippet), in the
-    format of assistant/prompts.py, for examples whose exact prompt was not kept."""
+def _prompt(
+    instructions: str, citations: list[dict], context: list[dict], question: str
+) -> tuple[list, list]:
+    """The answer prompt rebuilt from stored citations (title and snippet), for examples whose
+    exact prompt was not kept; returns the messages and the source numbers in them."""
     blocks, numbers = [], []
     for item in citations:
         n = item.get("n")
         if not isinstance(n, int):
             continue
         numbers.append(n)
-        blocks.append(
-            f"[{n}] {item.get('title', '')}\n{item.get('snippet') or item.get('text') or ''}".strip()
-        )
-    return "Sources:\n\n" + ("\n\n".join(blocks) if blocks else "(none found)"), numbers
-
-
-def _prompt(
-    instructions: str, citations: list[dict], context: list[dict], question: str
-) -> tuple[list, list]:
-    sources, numbers = sources_block(citations)
-    messages = [{"role": "system", "content": instructions}, {"role": "system", "content": sources}]
-    messages += [
-        {"role": turn["role"], "content": turn["content"]}
+        body = item.get("snippet") or item.get("text") or ""
+        blocks.append(f"[{n}] {item.get('title', '')}\n{body}".strip())
+    history = [
+        (turn["role"], turn["content"])
         for turn in context
         if turn.get("role") in ("user", "assistant") and isinstance(turn.get("content"), str)
     ]
-    messages.append({"role": "user", "content": question})
-    return messages, numbers
+    return prompt_messages(instructions, blocks, history, question), numbers
 
 
 def _from_row(row: TrainingExample) -> Example:

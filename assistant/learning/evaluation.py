@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from assistant.actions import offers_person
+from assistant.actions import says_it_does_not_know
 from assistant.learning.dataset import Example, cited_numbers
 from inference.base import GenerationParams, InferenceError
 
@@ -37,7 +37,7 @@ METRICS = ("answer_similarity", "citation_accuracy", "refusal_accuracy")
 
 def refuses(answer: str) -> bool:
     # The same test the chat uses to offer a person under an answer (assistant/actions.py).
-    return offers_person(answer, sources=[object()])  # type: ignore[list-item]
+    return not answer or says_it_does_not_know(answer)
 
 
 @dataclass

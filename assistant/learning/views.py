@@ -5,20 +5,13 @@ read everything here and change nothing."""
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from config.roles import ADMIN, AUDITOR, has_role
+from config.roles import ADMIN, AUDITOR, has_role, role_required
 from inference.actions import RegistryError, do_activate_model_version, do_rollback
 from inference.models import FineTuneRun, ModelEvent, ModelVersion
-
-
-def _require(request: HttpRequest, *roles: str) -> None:
-    if not has_role(request.user, *roles):
-        raise PermissionDenied("This page needs the role: " + " or ".join(roles))
 
 
 def loss_points(losses: list[float], width: int = 240, height: int = 48) -> str:
@@ -32,9 +25,8 @@ def loss_points(losses: list[float], width: int = 240, height: int = 48) -> str:
 
 
 @require_GET
-@login_required
+@role_required(ADMIN, AUDITOR)
 def models_page(request: HttpRequest) -> HttpResponse:
-    _require(request, ADMIN, AUDITOR)
     runs = list(FineTuneRun.objects.select_related("candidate", "baseline")[:20])
     for run in runs:
         run.points = loss_points(run.losses)
@@ -52,9 +44,8 @@ def models_page(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@login_required
+@role_required(ADMIN, AUDITOR)
 def version_page(request: HttpRequest, version_id: int) -> HttpResponse:
-    _require(request, ADMIN, AUDITOR)
     version = get_object_or_404(ModelVersion, pk=version_id)
     run = version.finetune_runs.first()
     return render(
@@ -65,9 +56,8 @@ def version_page(request: HttpRequest, version_id: int) -> HttpResponse:
 
 
 @require_POST
-@login_required
+@role_required(ADMIN)
 def activate(request: HttpRequest, version_id: int) -> HttpResponse:
-    _require(request, ADMIN)
     version = get_object_or_404(ModelVersion, pk=version_id)
     try:
         do_activate_model_version(version, actor=request.user, reason=request.POST.get("reason", "")[:1000])
@@ -78,9 +68,8 @@ def activate(request: HttpRequest, version_id: int) -> HttpResponse:
 
 
 @require_POST
-@login_required
+@role_required(ADMIN)
 def rollback(request: HttpRequest) -> HttpResponse:
-    _require(request, ADMIN)
     try:
         version = do_rollback("chat", actor=request.user, reason=request.POST.get("reason", "")[:1000])
         messages.success(request, f"Rolled back: {version.key} is active again.")
@@ -90,9 +79,8 @@ def rollback(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-@login_required
+@role_required(ADMIN)
 def start_finetune(request: HttpRequest) -> HttpResponse:
-    _require(request, ADMIN)
     from assistant.tasks import finetune
 
     if FineTuneRun.objects.filter(status=FineTuneRun.Status.RUNNING).exists():
