@@ -275,3 +275,30 @@ def test_a_number_printed_elsewhere_in_the_knowledge_base_is_the_companys_not_pe
     data = build_dataset(load_approved(), eval_fraction=0.0)
     assert ids(data.train) == {f"te:{example.pk}"} and "0800 555 0142" in data.train[0].answer
 
+
+def test_curated_pairs_that_are_malformed_or_name_a_missing_document_import_nothing(db, embedder, tmp_path):
+    from assistant.learning.curated import import_curated
+    from assistant.learning.dataset import DatasetError
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "Q?", "answer": "A [1].", "documents": []}\n{"question": 3}\n')
+    with pytest.raises(DatasetError, match="line 2"):
+        import_curated(bad)
+    missing = tmp_path / "missing.jsonl"
+    missing.write_text('{"question": "Q?", "answer": "A [1].", "documents": ["nowhere.md"]}\n')
+    with pytest.raises(DatasetError, match="nowhere.md"):
+        import_curated(missing)
+    assert not TrainingExample.objects.exists()
+
+
+def test_a_fine_tune_with_bad_steps_or_while_another_runs_is_refused_from_the_console(
+    client, administrator, base_version
+):
+    client.force_login(administrator)
+    for bad in ("0", "-3", "lots", "20000"):
+        page = client.post("/console/models/finetune", {"max_steps": bad}, follow=True)
+        assert b"Steps must be between 1 and 10000" in page.content, bad
+    FineTuneRun.objects.create(actor="test", dataset="approved", baseline=base_version)
+    page = client.post("/console/models/finetune", {"max_steps": "5"}, follow=True)
+    assert b"already running" in page.content
+    assert FineTuneRun.objects.count() == 1  # nothing was queued or started

@@ -86,10 +86,11 @@ def start_finetune(request: HttpRequest) -> HttpResponse:
     if FineTuneRun.objects.filter(status=FineTuneRun.Status.RUNNING).exists():
         messages.error(request, "A fine-tune is already running; wait for it to finish.")
         return redirect("console-models")
+    text = request.POST.get("max_steps", "").strip()
     try:
-        max_steps = int(request.POST.get("max_steps") or 0) or None
+        max_steps = int(text) if text else None  # empty: two epochs
     except ValueError:
-        max_steps = None
+        max_steps = 0  # refused below, like any number out of range
     if max_steps is not None and not 1 <= max_steps <= 10000:
         messages.error(request, "Steps must be between 1 and 10000 (or empty for two epochs).")
         return redirect("console-models")
