@@ -4,6 +4,8 @@ Origin checks: the chat websocket checks the Origin itself (assistant/consumers.
 host, WIDGET_ALLOWED_ORIGINS and each site's own origins, with an error frame a widget can show);
 the agents' console websocket only accepts the Parley host's own pages (channels'
 OriginValidator over ALLOWED_HOSTS).
+
+Request bodies are capped before Django reads them (config/body_limit.py).
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from assistant.routing import websocket_urlpatterns  # noqa: E402
+from config.body_limit import BodyLimitMiddleware  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": BodyLimitMiddleware(django_asgi_app),
         "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
     }
 )

@@ -269,6 +269,26 @@ CHAT_MESSAGES_PER_MINUTE_PER_IP = envint("CHAT_MESSAGES_PER_MINUTE_PER_IP", 60, 
 CHAT_CONCURRENT_ANSWERS_PER_VISITOR = envint("CHAT_CONCURRENT_ANSWERS_PER_VISITOR", 1, minimum=1)
 CHAT_CONCURRENT_ANSWERS_PER_IP = envint("CHAT_CONCURRENT_ANSWERS_PER_IP", 4, minimum=1)
 CHAT_IDLE_TIMEOUT = envint("CHAT_IDLE_TIMEOUT", 900, minimum=10)
+# Every frame a visitor sends counts, whatever its type (malformed ones too), on top of the
+# message limits above: handoff, feedback, resume, export and erase frames are not free.
+CHAT_FRAMES_PER_MINUTE = envint("CHAT_FRAMES_PER_MINUTE", 60, minimum=1)
+CHAT_FRAMES_PER_MINUTE_PER_IP = envint("CHAT_FRAMES_PER_MINUTE_PER_IP", 600, minimum=1)
+# Conversations waiting in the agents' queue at once, per visitor token and per IP address
+# (asking again in a conversation already queued is free).
+CHAT_QUEUED_HANDOFFS_PER_VISITOR = envint("CHAT_QUEUED_HANDOFFS_PER_VISITOR", 2, minimum=1)
+CHAT_QUEUED_HANDOFFS_PER_IP = envint("CHAT_QUEUED_HANDOFFS_PER_IP", 20, minimum=1)
+# Past CHAT_CONCURRENT_ANSWERS_PER_IP, an address's visitors wait in line for the model, told
+# their place and an estimated wait (a "queued" frame): at most this many per address, each for
+# at most this long; past either they are refused with a message that says which. The line is
+# before the engine, so its own limits (INFERENCE_*) still hold for what gets through.
+CHAT_QUEUED_ANSWERS_PER_IP = envint("CHAT_QUEUED_ANSWERS_PER_IP", 16, minimum=0)
+CHAT_QUEUE_TIMEOUT_SECONDS = envfloat("CHAT_QUEUE_TIMEOUT_SECONDS", 120.0)
+# The agents' console socket: frames per agent per minute (staff, but a stuck client or a
+# script must not flood the queue either).
+CHAT_CONSOLE_FRAMES_PER_MINUTE = envint("CHAT_CONSOLE_FRAMES_PER_MINUTE", 600, minimum=1)
+# Knowledge bases a widget without a site may name with data-collection (?collection=); a site's
+# visitors always get the site's own collection. Any other name is refused (unknown_collection).
+WIDGET_PUBLIC_COLLECTIONS = envlist("WIDGET_PUBLIC_COLLECTIONS", ["default"])
 # A pinned answer is given when a question's embedding has at least this cosine similarity with
 # the pinned question or one of its paraphrases. all-MiniLM-L6-v2, measured against "What are
 # your opening hours?" / "When are you open?": "when is the shop open" 0.77, "what are your
@@ -392,6 +412,16 @@ CELERY_BEAT_SCHEDULE |= {
     # Replies whose retry is due, drafts a lost task never wrote, attempts that were cut off.
     "desk-sweep": {"task": "assistant.desk_sweep", "schedule": 30},
     "content-webhooks": {"task": "content.deliver_due_webhooks", "schedule": 30},
+}
+
+# --- Request bodies (config/body_limit.py) -----------------------------------------------------
+# Capped before Django reads them (its own limits apply only after the body is spooled to disk):
+# uploads get their file limit plus room for the multipart envelope, everything else this.
+REQUEST_MAX_BODY_BYTES = envint("REQUEST_MAX_BODY_BYTES", 4 * 1024 * 1024, minimum=1024)
+REQUEST_BODY_LIMITS = {
+    "/api/documents": INGEST_MAX_FILE_BYTES + 1024 * 1024,
+    "/admin/retrieval/document/upload/": 10 * INGEST_MAX_FILE_BYTES + 1024 * 1024,  # several files
+    "/api/inbound/mail": MAIL_MAX_MESSAGE_BYTES + 64 * 1024,
 }
 
 # --- I18N, static ----------------------------------------------------------------------------

@@ -63,7 +63,8 @@ def create_brief(user, data: Mapping[str, Any]) -> ContentItem:
     unknown = set(fields) - BRIEF_FIELDS
     if unknown:
         raise StudioError("bad_request", f"Unknown brief field(s): {', '.join(sorted(unknown))}.", 400)
-    if not all(isinstance(r, int) and not isinstance(r, bool) for r in references):
+    # Bounded like the database's ids: a bigger number is no id, and SQLite raises on it.
+    if not all(isinstance(r, int) and not isinstance(r, bool) and 0 < r < 2**63 for r in references):
         raise StudioError("bad_request", "references are document ids.", 400)
     if len(references) > MAX_REFERENCES:
         raise StudioError("bad_request", f"A brief names at most {MAX_REFERENCES} references.", 400)

@@ -68,17 +68,33 @@ def retry(delivery: WebhookDelivery) -> WebhookDelivery:
     return delivery
 
 
+def claim_seconds() -> float:
+    """How long an attempt holds its claim: the request's timeout and a margin. A claim older
+    than this belongs to a worker that was killed mid-attempt, and the delivery is due again
+    (receivers drop a repeat by X-Parley-Delivery, so a second post is safe, unlike a mail)."""
+    return settings.CONTENT_WEBHOOK_TIMEOUT + 60
+
+
+_DUE = [WebhookDelivery.Status.PENDING, WebhookDelivery.Status.RETRY, WebhookDelivery.Status.SENDING]
+
+
 def deliver(pk: int) -> str:
     """One attempt (claimed first, so two workers never post it at once); returns the status."""
     now = timezone.now()
-    claimed = WebhookDelivery.objects.filter(
-        pk=pk,
-        status__in=[WebhookDelivery.Status.PENDING, WebhookDelivery.Status.RETRY],
-        next_attempt_at__lte=now,
-    ).update(status=WebhookDelivery.Status.SENDING, attempts=F("attempts") + 1)
+    before = WebhookDelivery.objects.filter(pk=pk).values_list("status", flat=True).first()
+    # While sending, next_attempt_at is the claim's expiry: a due "sending" row is an attempt
+    # whose worker died (the claim is taken over conditionally, so only one worker wins it).
+    claimed = WebhookDelivery.objects.filter(pk=pk, status__in=_DUE, next_attempt_at__lte=now).update(
+        status=WebhookDelivery.Status.SENDING,
+        attempts=F("attempts") + 1,
+        next_attempt_at=now + timedelta(seconds=claim_seconds()),
+    )
     if not claimed:
         return WebhookDelivery.objects.filter(pk=pk).values_list("status", flat=True).first() or "missing"
     delivery = WebhookDelivery.objects.get(pk=pk)
+    if before == WebhookDelivery.Status.SENDING:
+        interrupted = {"at": now.isoformat(), "status_code": None, "seconds": None}
+        delivery.log = [*delivery.log, interrupted | {"error": "attempt interrupted (the worker stopped)"}]
     body = delivery.body.encode()
     headers = {
         "Content-Type": "application/json",
@@ -133,12 +149,12 @@ def deliver(pk: int) -> str:
 
 
 def deliver_due() -> int:
-    """Deliveries whose retry is due (a lost task, a restart): the beat schedule runs this."""
+    """Deliveries whose retry is due (a lost task, a restart) and attempts whose worker was
+    killed (claim expired): the beat schedule runs this."""
     due = list(
-        WebhookDelivery.objects.filter(
-            status__in=[WebhookDelivery.Status.PENDING, WebhookDelivery.Status.RETRY],
-            next_attempt_at__lte=timezone.now(),
-        ).values_list("pk", flat=True)
+        WebhookDelivery.objects.filter(status__in=_DUE, next_attempt_at__lte=timezone.now()).values_list(
+            "pk", flat=True
+        )
     )
     for pk in due:
         deliver(pk)

@@ -153,6 +153,45 @@ def test_an_unreachable_cms_fails_after_the_last_attempt_and_due_retries_are_swe
     assert delivery.status == "failed" and delivery.attempts == 3 and "ConnectError" in delivery.last_error
 
 
+def test_a_delivery_left_sending_by_a_killed_worker_is_sent_again_once_its_claim_expires(cms, approved):
+    item, editor = approved
+    delivery = publish(item, editor)
+    # A worker claimed the delivery and was killed before it could record the outcome.
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+        status=WebhookDelivery.Status.SENDING,
+        attempts=1,
+        next_attempt_at=timezone.now() + timedelta(seconds=600),
+    )
+    assert webhooks.deliver_due() == 0  # still claimed: maybe a slow receiver, not a dead worker
+    assert webhooks.deliver(delivery.pk) == "sending"  # a second worker never posts it twice
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+        next_attempt_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert webhooks.deliver_due() == 1
+    delivery.refresh_from_db()
+    assert delivery.status == "delivered" and delivery.attempts == 2 and len(cms.requests) == 1
+    assert "interrupted" in delivery.log[0]["error"] and delivery.log[1]["status_code"] == 200
+
+
+def test_a_claimed_delivery_holds_its_claim_for_the_timeout_and_a_margin(cms, approved, settings):
+    item, editor = approved
+    cms.plan = [(200, 0.3)]
+    delivery = publish(item, editor)
+    seen = {}
+
+    def watch():
+        time.sleep(0.15)
+        seen.update(WebhookDelivery.objects.filter(pk=delivery.pk).values("status", "next_attempt_at")[0])
+        seen["at"] = timezone.now()
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    assert webhooks.deliver(delivery.pk) == "delivered"
+    watcher.join()
+    assert seen["status"] == "sending"
+    assert seen["next_attempt_at"] > seen["at"] + timedelta(seconds=settings.CONTENT_WEBHOOK_TIMEOUT)
+
+
 def test_without_a_configured_cms_publishing_posts_nothing(approved, settings):
     item, editor = approved
     settings.CONTENT_WEBHOOK_URL = ""
