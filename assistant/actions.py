@@ -19,7 +19,7 @@ from django.db import transaction
 
 from assistant.errors import ChatError
 from assistant.fallback import UnavailableGenerator, fallback_text, finish_reason, watched
-from assistant.guard import AnswerGuard, screen_hits
+from assistant.guard import AnswerGuard, screen_hits, source_links
 from assistant.metrics import count_error, observe_retrieval
 from assistant.models import Conversation, Feedback, Message
 from assistant.pinned import find_pinned
@@ -103,7 +103,8 @@ def _begin(conversation_id: str | None, collection: str, text: str, visitor: str
         return conversation, question, [], [], pinned
     history = _history(conversation, question)
     query = retrieval_query(text, history)
-    hits = search(query, collection=conversation.collection, k=settings.CHAT_RETRIEVAL_K)
+    # Visitors see public documents only: private ones never reach the prompt or a citation.
+    hits = search(query, collection=conversation.collection, k=settings.CHAT_RETRIEVAL_K, public_only=True)
     observe_retrieval(hits)
     return conversation, question, history, hits, None
 
@@ -218,7 +219,8 @@ async def stream_answer(
     parts: list[str] = []
     citations = citation_items(sources)
     status = Message.Status.FAILED
-    guard = AnswerGuard(INSTRUCTIONS)
+    # Links the model writes survive only where a source it was given names that URL.
+    guard = AnswerGuard(INSTRUCTIONS, links=source_links(sources))
     restorer = StreamRestorer(mapping)
     try:
         async for delta in generation:

@@ -94,9 +94,22 @@ class TicketAdmin(admin.ModelAdmin):
 class InboundMailAdmin(admin.ModelAdmin):
     """Every mail as it arrived; a failed one shows its error here, raw file kept."""
 
-    list_display = ("received_at", "source", "status", "envelope_from", "size", "error")
+    list_display = ("received_at", "source", "status", "envelope_from", "from_header", "size", "error")
     list_filter = ("status", "source")
-    readonly_fields = ("source", "sha256", "size", "path", "envelope_from", "status", "error", "received_at")
+    readonly_fields = (
+        "source",
+        "sha256",
+        "size",
+        "path",
+        "envelope_from",
+        "from_header",
+        "subject_header",
+        "status",
+        "error",
+        "attempts",
+        "attempted_at",
+        "received_at",
+    )
 
 
 @admin.register(TriageLabel)

@@ -94,13 +94,15 @@ def erase(request: HttpRequest, visitor: str):
 )
 def inbound_mail(request: HttpRequest):
     """For mail providers' inbound webhooks. The body is the raw message (message/rfc822); the
-    header X-Parley-Signature is the hex HMAC-SHA256 of the body under MAIL_INBOUND_SECRET."""
+    header X-Parley-Signature is the hex HMAC-SHA256 of the body under MAIL_INBOUND_SECRET.
+    The mail is stored and queued ("received"; "duplicate" for the same bytes again): it is
+    parsed by the worker, never in the web process."""
     import hashlib
     import hmac
 
     from django.conf import settings
 
-    from assistant.desk.inbound import receive_raw
+    from assistant.desk.inbound import store_raw
 
     secret = settings.MAIL_INBOUND_SECRET
     if not secret:
@@ -114,5 +116,5 @@ def inbound_mail(request: HttpRequest):
         raise ApiError(401, "bad_signature", "The signature does not match the body.")
     if not body.strip():
         raise ApiError(400, "empty_message", "The body is empty.")
-    inbound = receive_raw(body, source="http")
+    inbound = store_raw(body, source="http")
     return Status(202, {"id": inbound.pk, "status": inbound.status})

@@ -14,6 +14,14 @@ def purge_expired_conversations() -> int:
     return purge_expired()
 
 
+@shared_task(name="assistant.desk_process_inbound")
+def desk_process_inbound(inbound_id: int) -> str:
+    """Parse a stored mail (in a child process with MAIL_PARSE_TIMEOUT) and file it into a ticket."""
+    from assistant.desk.inbound import process_stored
+
+    return process_stored(inbound_id)
+
+
 @shared_task(name="assistant.desk_process_ticket")
 def desk_process_ticket(ticket_id: int) -> int | None:
     from assistant.desk.review import process_ticket
@@ -44,9 +52,13 @@ def desk_send_reply(outbound_id: int) -> str:
 
 @shared_task(name="assistant.desk_sweep")
 def desk_sweep() -> dict:
+    """Everything the desk left on the way: mail stored but not processed, tickets left in "new"
+    (both queued again, then given up where agents see them), replies due or cut off."""
+    from assistant.desk.inbound import sweep_received
     from assistant.desk.outbound import sweep
+    from assistant.desk.review import sweep_stuck_tickets
 
-    return sweep()
+    return {**sweep_received(), **sweep_stuck_tickets(), **sweep()}
 
 
 @shared_task(name="assistant.desk_poll_mailboxes")

@@ -247,6 +247,10 @@ INDEX_NPROBE = envint("INDEX_NPROBE", 32, minimum=1)
 CHUNK_TOKENS = envint("CHUNK_TOKENS", 200, minimum=32)
 CHUNK_OVERLAP_TOKENS = envint("CHUNK_OVERLAP_TOKENS", 40, minimum=0)
 INGEST_MAX_FILE_BYTES = envint("INGEST_MAX_FILE_BYTES", 20 * 1024 * 1024, minimum=1024)
+# URL and sitemap ingestion fetches public addresses only; these hosts (exact names, ".domain"
+# for a domain and the names below it) and networks (CIDR) are fetched even if private: an
+# intranet. Comma-separated, e.g. "wiki.corp.example,.docs.corp.example,10.20.0.0/16".
+INGEST_ALLOWED_HOSTS = envlist("INGEST_ALLOWED_HOSTS", [])
 # Hybrid search (retrieval/search.py; measured in benchmarks/RESULTS.md): candidates per retriever,
 # weight of the excluded part of a query ("..., but not X"), fusion method and dense weight.
 RETRIEVAL_DEPTH = envint("RETRIEVAL_DEPTH", 100, minimum=10)
@@ -370,6 +374,18 @@ MAIL_MAX_MESSAGE_BYTES = envint("MAIL_MAX_MESSAGE_BYTES", 64 * 1024 * 1024, mini
 MAIL_MAX_ATTACHMENT_BYTES = envint("MAIL_MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024, minimum=1024)
 # Shared secret of the inbound-mail webhook (POST /api/inbound/mail, HMAC-SHA256 of the body).
 MAIL_INBOUND_SECRET = envsecret("MAIL_INBOUND_SECRET")
+# Seconds one mail may take to parse (in a child process of the worker, killed after it); a
+# slower one is marked failed and shown to agents as unreadable mail, raw kept.
+MAIL_PARSE_TIMEOUT = envfloat("MAIL_PARSE_TIMEOUT", 10.0)
+if MAIL_PARSE_TIMEOUT <= 0:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"MAIL_PARSE_TIMEOUT must be over 0 seconds, not {MAIL_PARSE_TIMEOUT}")
+# The sweep (desk-sweep, every 30 s) queues again a ticket left in "new" or a mail left
+# unprocessed for DESK_STUCK_SECONDS; after DESK_PROCESS_ATTEMPTS the ticket goes to review with a
+# flagged empty draft and the mail is marked failed, both where agents see them.
+DESK_STUCK_SECONDS = envint("DESK_STUCK_SECONDS", 600, minimum=10)
+DESK_PROCESS_ATTEMPTS = envint("DESK_PROCESS_ATTEMPTS", 3, minimum=1)
 # The desk's drafts: which collection they are grounded in, how long, and below which retrieval
 # relevance a draft is flagged as low-confidence (shown, never hidden).
 DESK_COLLECTION = envstr("DESK_COLLECTION", "default")

@@ -78,8 +78,16 @@ class _Writer:
     def _sources(self) -> list:
         brief = self.brief
         query = f"{brief.topic}\n{brief.keyphrase}"
-        hits = search(query, collection=brief.collection, k=settings.CONTENT_RETRIEVAL_K * 3)
         references = set(brief.references.values_list("pk", flat=True))
+        # Articles are published: the knowledge base's best passages are drawn from public
+        # documents only. A private document an editor names as a reference is their choice
+        # (and the article is reviewed before it is published).
+        hits = search(
+            query,
+            collection=brief.collection,
+            k=settings.CONTENT_RETRIEVAL_K * 3,
+            public_only=not references,
+        )
         if references:
             hits = [h for h in hits if h.document_id in references]
         return hits[: settings.CONTENT_RETRIEVAL_K]

@@ -154,7 +154,8 @@ def search_documents(
     language: str | None = None,
     mmr: bool = False,
 ):
-    """Hybrid (BM25 + dense) search by default; each hit carries its per-retriever scores."""
+    """Hybrid (BM25 + dense) search by default; each hit carries its per-retriever scores.
+    Staff only (knowledge, agent, editor), so private documents are searched too."""
     require_role(request, KNOWLEDGE, AGENT, EDITOR)
     if not q.strip() or len(q) > 2000:
         raise ApiError(400, "bad_query", "q must be 1 to 2000 characters.")
@@ -165,4 +166,6 @@ def search_documents(
     if mode not in MODES:
         raise ApiError(400, "bad_mode", f"mode must be one of: {', '.join(MODES)}.")
     # Each Hit is read into HitOut by its attributes.
-    return search(q, collection=collection, k=k, mode=mode, language=language or None, mmr=mmr)
+    return search(
+        q, collection=collection, k=k, mode=mode, language=language or None, mmr=mmr, public_only=False
+    )

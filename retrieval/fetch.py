@@ -6,23 +6,38 @@
     else:
         doc = parse(fetched.data, filename=filename_for(fetched), content_type=fetched.content_type)
 
-Any http(s) host is fetched, private ones included (an intranet is a fair source for a knowledge
-base); a caller taking URLs from untrusted users must vet the host itself.
+Only public addresses are fetched (server-side request forgery: a URL, a redirect or a sitemap
+entry must not make the server read its own admin pages, the intranet or the cloud's instance
+metadata and publish what it got at /kb/<id>/). Every hop is checked where it connects: the host
+is resolved once, every address it resolves to is checked (`address_refused`: loopback, private,
+link-local, shared 100.64/10, multicast, reserved, unspecified, and those hidden in IPv4-mapped,
+NAT64, 6to4 and Teredo IPv6 addresses), and the connection goes to the checked address, so a
+name that answers differently the second time (DNS rebinding) gains nothing; the request keeps
+the host's name (Host header, TLS SNI and certificate check). Redirects are followed one hop at a
+time, each through the same check. Proxies from the environment are not used: a proxy resolves
+names itself, so nothing could be checked. An intranet that is a fair source for the knowledge
+base is allowed by name or network in INGEST_ALLOWED_HOSTS (see `host_allowed`).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import socket
 import time
 import zlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from urllib.parse import unquote, urlsplit
 from xml.etree.ElementTree import Element
 
+import httpcore
 import httpx
 from defusedxml import ElementTree as SafeElementTree
 from defusedxml.common import DefusedXmlException
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from retrieval.errors import IngestError
 from retrieval.loaders import SUPPORTED_SUFFIXES, suffix_for_content_type
@@ -43,36 +58,187 @@ class Fetched:
     content_type: str  # the header as sent, parameters included ("" if none)
 
 
-def fetch(url: str, *, max_bytes: int, timeout: float = 20.0) -> Fetched:
-    """GET an http(s) URL. Stops reading past `max_bytes` (too_large) or `timeout` seconds in
-    all (a server dripping bytes cannot hold a worker); follows up to 5 redirects; any other
-    failure, a non-2xx answer included, is IngestError(code="fetch_failed")."""
-    if urlsplit(url).scheme.lower() not in ("http", "https"):
-        raise IngestError(f"{url} is not an http(s) URL", code="fetch_failed")
+def fetch(
+    url: str, *, max_bytes: int, timeout: float = 20.0, allowed: Sequence[str] | None = None
+) -> Fetched:
+    """GET an http(s) URL from a public address (see the module docstring). Stops reading past
+    `max_bytes` (too_large) or `timeout` seconds in all (a server dripping bytes cannot hold a
+    worker); follows up to 5 redirects, each checked; a host at a refused address is
+    IngestError(code="blocked_address"); any other failure, a non-2xx answer included, is
+    IngestError(code="fetch_failed"). `allowed`: hosts and networks fetched even if private
+    (default: the INGEST_ALLOWED_HOSTS setting)."""
+    allowed = tuple(settings.INGEST_ALLOWED_HOSTS if allowed is None else allowed)
     deadline = time.monotonic() + timeout
     try:
-        with (
-            httpx.Client(
-                follow_redirects=True,
-                max_redirects=MAX_REDIRECTS,
-                timeout=timeout,
-                headers={"User-Agent": USER_AGENT},
-            ) as client,
-            client.stream("GET", url) as response,
-        ):
-            if not response.is_success:
-                raise IngestError(f"{url} answered HTTP {response.status_code}", code="fetch_failed")
-            declared = response.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > max_bytes:
-                raise IngestError(f"{url} is {declared} bytes; the limit is {max_bytes}", code="too_large")
-            data = _read_limited(response, url, max_bytes, deadline)
-            return Fetched(str(response.url), data, response.headers.get("content-type", ""))
-    except httpx.TooManyRedirects as exc:
-        raise IngestError(f"{url} redirects more than {MAX_REDIRECTS} times", code="fetch_failed") from exc
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        with httpx.Client(
+            transport=_CheckedTransport(allowed),
+            follow_redirects=False,
+            timeout=timeout,
+            headers={"User-Agent": USER_AGENT},
+            trust_env=False,
+        ) as client:
+            request = client.build_request("GET", url)
+            for _ in range(MAX_REDIRECTS + 1):
+                if request.url.scheme not in ("http", "https"):
+                    raise IngestError(f"{request.url} is not an http(s) URL", code="fetch_failed")
+                response = client.send(request, stream=True)
+                try:
+                    if response.next_request is None:
+                        return _body(response, url, max_bytes, deadline)
+                    request = response.next_request  # the Location, resolved against this URL
+                finally:
+                    response.close()
+            raise IngestError(f"{url} redirects more than {MAX_REDIRECTS} times", code="fetch_failed")
+    except (httpx.HTTPError, httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
         raise IngestError(
             f"{url} could not be fetched ({exc.__class__.__name__})", code="fetch_failed"
         ) from exc
+
+
+def _body(response: httpx.Response, url: str, max_bytes: int, deadline: float) -> Fetched:
+    if not response.is_success:
+        raise IngestError(f"{url} answered HTTP {response.status_code}", code="fetch_failed")
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise IngestError(f"{url} is {declared} bytes; the limit is {max_bytes}", code="too_large")
+    data = _read_limited(response, url, max_bytes, deadline)
+    return Fetched(str(response.url), data, response.headers.get("content-type", ""))
+
+
+# --- Which addresses may be fetched ---------------------------------------------------------------
+
+_SHARED = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT; Alibaba's metadata service
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _networks(allowed: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    networks = []
+    for entry in allowed:
+        try:
+            networks.append(ipaddress.ip_network(entry.strip().strip("[]"), strict=False))
+        except ValueError as exc:
+            if "/" in entry or entry.replace(".", "").isdigit():
+                raise ImproperlyConfigured(f"INGEST_ALLOWED_HOSTS: {entry!r} is not a network") from exc
+    return networks
+
+
+def _is_public(ip: IPAddress) -> bool:
+    return not (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+        or not ip.is_global
+        or ip in _SHARED
+    )
+
+
+def _unwrap(ip: IPAddress) -> list[IPAddress]:
+    """The address and the IPv4 address it carries, if any; for IPv4-mapped and NAT64 only the
+    IPv4 one (the wrapper ranges are themselves "reserved", which would refuse every site)."""
+    if isinstance(ip, ipaddress.IPv4Address):
+        return [ip]
+    if ip.ipv4_mapped is not None:
+        return [ip.ipv4_mapped]
+    if ip in _NAT64:
+        return [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)]
+    if ip.sixtofour is not None:
+        return [ip, ip.sixtofour]
+    if ip.teredo is not None:
+        return [ip, ip.teredo[1]]
+    return [ip]
+
+
+def address_refused(address: str | IPAddress, *, allowed: Iterable[str]) -> bool:
+    """Whether a connection to `address` is refused: not a public unicast address, and not in a
+    network of `allowed` (entries that are not networks, host names, are ignored here)."""
+    ip = ipaddress.ip_address(address) if isinstance(address, str) else address
+    networks = _networks(allowed)
+    forms = _unwrap(ip)
+    if any(form in network for form in forms for network in networks if form.version == network.version):
+        return False
+    return not all(_is_public(form) for form in forms)
+
+
+def host_allowed(host: str, allowed: Iterable[str]) -> bool:
+    """Whether `host` (a name) is on the allow-list: named exactly (case and a final dot aside),
+    or below an entry that starts with a dot (".corp.example" admits "corp.example" and
+    "wiki.corp.example", as Django's ALLOWED_HOSTS reads it)."""
+    name = host.lower().rstrip(".")
+    for entry in allowed:
+        entry = entry.strip().lower().rstrip(".")
+        if entry.startswith("."):
+            if name == entry[1:] or name.endswith(entry):
+                return True
+        elif entry and name == entry:
+            return True
+    return False
+
+
+def _blocked(host: str) -> IngestError:
+    return IngestError(
+        f"{host} is a loopback, private, link-local or reserved address: ingestion fetches public "
+        "addresses only. An intranet host can be allowed in INGEST_ALLOWED_HOSTS.",
+        code="blocked_address",
+    )
+
+
+def checked_addresses(host: str, port: int, allowed: Sequence[str]) -> list[str]:
+    """Resolve `host` once and return its addresses, in the resolver's order, when each may be
+    connected to; IngestError("blocked_address") when any may not (a name answering both a
+    public and a private address is refused: which one a client would use is not ours to say)."""
+    name = host.strip("[]")
+    try:
+        literal: IPAddress | None = ipaddress.ip_address(name)
+    except ValueError:
+        literal = None
+    if literal is not None:
+        if address_refused(literal, allowed=allowed):
+            raise _blocked(name)
+        return [str(literal)]
+    try:
+        infos = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise httpcore.ConnectError(f"{name} could not be resolved") from exc
+    addresses = list(dict.fromkeys(str(info[4][0]).split("%", 1)[0] for info in infos))
+    if not addresses:
+        raise httpcore.ConnectError(f"{name} has no address")
+    if not host_allowed(name, allowed) and any(address_refused(a, allowed=allowed) for a in addresses):
+        raise _blocked(name)
+    return addresses
+
+
+class _CheckedBackend(httpcore.SyncBackend):
+    """httpcore's socket backend, connecting only to addresses `checked_addresses` let through.
+    httpcore hands it the URL's host; TLS is started later with that host name as SNI."""
+
+    def __init__(self, allowed: Sequence[str]) -> None:
+        self.allowed = allowed
+
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        addresses = checked_addresses(host, port, self.allowed)
+        for address in addresses[:-1]:
+            try:
+                return super().connect_tcp(address, port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout):
+                continue  # the next of the host's checked addresses, as socket.create_connection does
+        return super().connect_tcp(addresses[-1], port, timeout, local_address, socket_options)
+
+
+class _CheckedTransport(httpx.HTTPTransport):
+    """httpx's transport over `_CheckedBackend`. httpx has no parameter for the network backend,
+    so the connection pool it built is replaced by one that uses ours (same TLS defaults)."""
+
+    def __init__(self, allowed: Sequence[str]) -> None:
+        super().__init__(trust_env=False)
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False),
+            network_backend=_CheckedBackend(allowed),
+        )
 
 
 def _read_limited(response: httpx.Response, url: str, max_bytes: int, deadline: float) -> bytes:

@@ -33,11 +33,13 @@ from inference.base import Embedder
 from inference.services import get_embedder
 from retrieval.bm25 import BM25Index, base_language, get_bm25
 from retrieval.fusion import exclusion_relevance, fuse, mmr_select, ranks
-from retrieval.index import get_index
+from retrieval.index import get_index, gpu_count
 from retrieval.models import Chunk, Document
 from retrieval.query import ParsedQuery, parse_query
 
 MODES = ("dense", "bm25", "hybrid")
+# The most neighbours one FAISS search may ask a GPU index for (faiss-gpu's limit for k).
+GPU_MAX_K = 2048
 
 
 @dataclass(frozen=True)
@@ -237,29 +239,64 @@ def retrieve(
 
 class KnowledgeBase:
     """A collection in the database and its indexes, as a `Corpus`: only chunks of READY
-    documents in the collection (and language, if given) are ever returned."""
+    documents in the collection (and language, if given; and public, if `public_only`) are ever
+    returned.
 
-    def __init__(self, collection: str, language: str | None, dim: int) -> None:
+    Private chunks are left out of each retriever's candidates, not only of the result, so a
+    public-only search finds its k hits however many private passages would rank above them:
+    the vector search over-fetches by the number of private chunks in the collection (exact, up
+    to GPU_MAX_K on a GPU index) and BM25 ranks with their scores set to zero. Cost: one query
+    for the private chunk ids (none when the collection has no private documents) and a dense
+    search that much deeper (~0.08 ms per 1,000 extra neighbours on the exact index)."""
+
+    def __init__(self, collection: str, language: str | None, dim: int, *, public_only: bool = False) -> None:
         self.collection = collection
         self.language = base_language(language) if language else None
         self.dim = dim
+        self.public_only = public_only
         self.chunks: dict[int, Chunk] = {}
+        self._private: np.ndarray | None = None
+
+    def private_ids(self) -> np.ndarray:
+        """(p,) int64, sorted: chunk ids of the collection's private documents when this search
+        is public-only (else none), read once per search."""
+        if self._private is None:
+            if not self.public_only:
+                self._private = np.zeros(0, dtype=np.int64)
+            else:
+                rows = Chunk.objects.filter(document__collection=self.collection, document__public=False)
+                self._private = np.sort(np.fromiter(rows.values_list("id", flat=True), dtype=np.int64))
+        return self._private
 
     def dense_top(self, vector: np.ndarray, n: int) -> tuple[list[int], list[float]]:
-        # The vector index knows no languages: over-fetch so a filtered search keeps enough.
-        ids, scores = get_index(self.collection, self.dim).search(vector, n * 4 if self.language else n)
-        pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+        # The vector index knows no languages or visibility: over-fetch so a filtered search
+        # keeps enough (by the private chunks' number, the top n + p hold n visible ones).
+        private = self.private_ids()
+        keep = n * 4 if self.language else n
+        fetch = keep + len(private)
+        if gpu_count() > 0:
+            fetch = min(fetch, GPU_MAX_K)
+        ids, scores = get_index(self.collection, self.dim).search(vector, fetch)
+        hidden = np.isin(ids[0], private)
+        pairs = [
+            (int(i), float(s)) for i, s, h in zip(ids[0], scores[0], hidden, strict=True) if i >= 0 and not h
+        ][:keep]
         return [i for i, _ in pairs], [s for _, s in pairs]
 
     def lexical(self) -> BM25Index:
-        return get_bm25(self.collection).current()
+        index = get_bm25(self.collection).current()
+        private = self.private_ids()
+        return _Visible(index, ~np.isin(index.ids, private)) if len(private) else index
 
     def vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray | None]:
         # The indexes may briefly hold ids whose rows were just deleted or are being replaced:
-        # the database decides what is searchable.
+        # the database decides what is searchable (and, for a public-only search, visible: a
+        # document made private since private_ids() was read is left out here).
         rows = Chunk.objects.select_related("document").filter(
             id__in=list(ids), document__collection=self.collection, document__status=Document.Status.READY
         )
+        if self.public_only:
+            rows = rows.filter(document__public=True)
         if self.language:
             lang = self.language
             rows = rows.filter(
@@ -269,6 +306,20 @@ class KnowledgeBase:
             )
         self.chunks = {c.pk: c for c in rows}
         return {pk: _vector(c.embedding, self.dim) for pk, c in self.chunks.items()}
+
+
+class _Visible(BM25Index):
+    """A collection's BM25 index with some rows out of sight: they score 0 when candidates are
+    taken, so `best` fills its n from the visible rows. Shares the index's arrays (no copy)."""
+
+    def __init__(self, index: BM25Index, visible: np.ndarray) -> None:
+        # Not BM25Index.__init__: that rebuilds the id -> position map, O(rows) per search.
+        self.model, self.ids, self.languages = index.model, index.ids, index.languages
+        self._position = index._position
+        self.visible = visible  # (n,) bool, by row
+
+    def best(self, scores: np.ndarray, n: int, language: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        return super().best(np.where(self.visible, scores, 0.0), n, language)
 
 
 def _vector(blob: bytes | memoryview | None, dim: int) -> np.ndarray | None:
@@ -287,16 +338,20 @@ def search(
     mode: str = "hybrid",
     mmr: bool = False,
     mmr_lambda: float = 0.7,
+    public_only: bool = True,
 ) -> list[Hit]:
     """The k chunks that best answer `query`, best first, each with its scores (see Hit).
 
     `language` keeps only documents in that language (its base code: "en" matches "en-GB");
     `mode` "dense" or "bm25" uses one retriever; `mmr` diversifies the k hits using the stored
-    chunk embeddings (`mmr_lambda` 1.0 = pure relevance, lower = more diverse).
+    chunk embeddings (`mmr_lambda` 1.0 = pure relevance, lower = more diverse). `public_only`
+    (the default) leaves out documents ingested as private, before the top k is taken (see
+    KnowledgeBase): whatever reaches a visitor, a customer or a published page searches so;
+    only staff, who may read private documents, pass False.
     """
     # BM25 alone needs no model; MMR needs only the vector size, to read stored embeddings.
     embedder = get_embedder() if mode != "bm25" or mmr else None
-    kb = KnowledgeBase(collection, language, embedder.dim if embedder else 0)
+    kb = KnowledgeBase(collection, language, embedder.dim if embedder else 0, public_only=public_only)
     ranked = retrieve(
         kb,
         query,

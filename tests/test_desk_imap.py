@@ -53,12 +53,22 @@ def add_mailbox(server, folder="INBOX", name="support", password=None, **fields)
     return mailbox
 
 
+def process_received() -> None:
+    """What the Celery worker does with each mail the poller stored (the tests' broker is an
+    in-memory one nobody consumes)."""
+    from assistant.tasks import desk_process_inbound
+
+    for pk in InboundMail.objects.filter(status="received").order_by("id").values_list("pk", flat=True):
+        desk_process_inbound(pk)
+
+
 def test_appended_mail_becomes_tickets_and_stays_unread_on_the_server(server, mail_store):
     first, second = mail(), mail(sender="bo@example.org", subject="Invoice twice")
     uids = [server.deliver(first), server.deliver(second)]
     mailbox = add_mailbox(server)
 
     assert poll_mailbox(mailbox) == 2
+    process_received()
 
     ana, bo = (
         Ticket.objects.get(customer_email="ana@example.com"),
@@ -88,6 +98,7 @@ def test_a_restart_picks_up_mail_that_came_in_meanwhile_and_stores_nothing_twice
 
     restarted = Mailbox.objects.get(name="support")  # what a new process knows: the database
     assert poll_mailbox(restarted) == 2
+    process_received()
 
     assert sorted(Ticket.objects.values_list("subject", flat=True)) == ["first", "second", "third"]
     assert InboundMail.objects.count() == 3
@@ -99,7 +110,8 @@ def test_a_crash_before_saving_the_position_refetches_one_message_as_a_duplicate
         server.deliver(mail(subject=f"Question {n}"), folder)
     mailbox = add_mailbox(server, folder)
     poll_mailbox(mailbox)
-    # The process died after receive_raw stored the last message but before last_uid was saved.
+    process_received()
+    # The process died after store_raw stored the last message but before last_uid was saved.
     Mailbox.objects.filter(pk=mailbox.pk).update(last_uid=mailbox.last_uid - 1)
 
     assert poll_mailbox(Mailbox.objects.get(pk=mailbox.pk)) == 0
@@ -113,15 +125,15 @@ def test_a_storage_failure_stops_at_that_message_and_the_next_poll_resumes_there
         server.deliver(mail(subject=f"Question {n}"), folder)
     mailbox = add_mailbox(server, folder)
     calls = []
-    real_receive_raw = imap.receive_raw
+    real_store_raw = imap.store_raw
 
     def disk_full_on_the_second(raw, **kwargs):
         calls.append(raw)
         if len(calls) == 2:
             raise OSError(28, "No space left on device")
-        return real_receive_raw(raw, **kwargs)
+        return real_store_raw(raw, **kwargs)
 
-    monkeypatch.setattr(imap, "receive_raw", disk_full_on_the_second)
+    monkeypatch.setattr(imap, "store_raw", disk_full_on_the_second)
 
     assert poll_mailbox(mailbox) == 1
     mailbox.refresh_from_db()
@@ -129,9 +141,28 @@ def test_a_storage_failure_stops_at_that_message_and_the_next_poll_resumes_there
 
     monkeypatch.undo()
     assert poll_mailbox(mailbox) == 2
+    process_received()
     mailbox.refresh_from_db()
     assert mailbox.last_error == "" and Ticket.objects.count() == 3
     assert not InboundMail.objects.filter(status="duplicate").exists()
+
+
+def test_a_mail_that_cannot_be_stored_does_not_stop_the_mail_after_it(server, folder):
+    # Before: the OverflowError of storing this date escaped the poll, last_uid stayed before it
+    # and every later mail of the mailbox waited forever (the poller retried the same one).
+    uids = [
+        server.deliver(mail(subject="Odd date", Date="Fri, 31 Dec 9999 23:59:59 -1200"), folder),
+        server.deliver(mail(sender="bo@example.org", subject="After it"), folder),
+    ]
+    mailbox = add_mailbox(server, folder)
+
+    assert poll_mailbox(mailbox) == 2
+    process_received()
+
+    mailbox.refresh_from_db()
+    assert mailbox.last_uid == max(uids) and mailbox.last_error == ""
+    assert sorted(Ticket.objects.values_list("subject", flat=True)) == ["after it", "odd date"]
+    assert poll_mailbox(mailbox) == 0
 
 
 def test_a_new_uidvalidity_rereads_the_folder_without_duplicate_tickets(server, folder):
@@ -140,6 +171,7 @@ def test_a_new_uidvalidity_rereads_the_folder_without_duplicate_tickets(server, 
     server.deliver(mail(sender="bo@example.org", subject="Also before"), folder)
     mailbox = add_mailbox(server, folder)
     poll_mailbox(mailbox)
+    process_received()
     old_uidvalidity = Mailbox.objects.get(pk=mailbox.pk).uidvalidity
 
     # The folder is restored from a backup on a new server: it gets a new UIDVALIDITY and its
@@ -149,6 +181,7 @@ def test_a_new_uidvalidity_rereads_the_folder_without_duplicate_tickets(server, 
     server.deliver(mail(sender="cy@example.net", subject="After the migration"), folder)
 
     assert poll_mailbox(mailbox) == 1
+    process_received()
 
     mailbox.refresh_from_db()
     assert mailbox.uidvalidity == server.uidvalidity(folder) != old_uidvalidity
@@ -173,6 +206,7 @@ def test_a_message_over_the_size_limit_becomes_a_ticket_with_its_header_and_a_no
     mailbox = add_mailbox(server, folder)
 
     assert poll_mailbox(mailbox) == 2
+    process_received()
 
     message = MailMessage.objects.get(message_id="<huge@example.com>")
     assert message.ticket.subject == "screenshots of the error"
@@ -188,6 +222,7 @@ def test_a_message_over_the_size_limit_becomes_a_ticket_with_its_header_and_a_no
     # The customer's follow-up threads onto the same ticket, by the original Message-ID.
     server.deliver(mail(subject="Re: Screenshots of the error", In_Reply_To="<huge@example.com>"), folder)
     poll_mailbox(mailbox)
+    process_received()
     assert message.ticket.messages.count() == 2
 
 
@@ -265,6 +300,7 @@ def test_poll_mail_command_adds_a_mailbox_and_polls_it(server, folder, monkeypat
     assert "support: 1 new" in capsys.readouterr().out
     call_command("poll_mail")
     assert "support: 0 new" in capsys.readouterr().out
+    process_received()
     assert Ticket.objects.count() == 2 and InboundMail.objects.count() == 2
 
     # Pointing it at another folder starts that folder from the beginning.

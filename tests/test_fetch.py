@@ -1,4 +1,6 @@
-"""Fetching against a real HTTP server on 127.0.0.1: pages, sitemaps, errors, limits, redirects."""
+"""Fetching against a real HTTP server on 127.0.0.1: pages, sitemaps, errors, limits, redirects.
+Loopback is refused unless allowed (test_ssrf.py), so these tests allow 127.0.0.1 as an admin
+allows an intranet host."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.test import override_settings
 
 from retrieval.errors import IngestError
 from retrieval.fetch import Fetched, fetch, filename_for, is_sitemap, sitemap_urls
@@ -83,6 +86,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
         pass
+
+
+@pytest.fixture(autouse=True)
+def loopback_allowed() -> Iterator[None]:
+    with override_settings(INGEST_ALLOWED_HOSTS=["127.0.0.1"]):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,10 @@
 A draft is grounded like a chat answer (retrieval over the knowledge base, numbered sources,
 citations), with the thread's earlier mails in the prompt. Nothing is hidden for being weak: a
 draft with no relevant source, one where the model says it does not know, or one for a mail that
-tried to instruct the model is kept and flagged `low_confidence` with the reasons in words.
+tried to instruct the model is kept and flagged `low_confidence` with the reasons in words. When
+no draft can be written at all (the model busy or down, a mail longer than it accepts), the
+ticket still gets a version: empty and flagged with why, so it reaches the review queue and an
+agent writes the reply or regenerates later, instead of the ticket waiting in "new" for ever.
 """
 
 from __future__ import annotations
@@ -17,12 +20,12 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 
 from assistant.actions import citation_items, offers_person
-from assistant.guard import AnswerGuard, carries_instructions, screen_hits
+from assistant.guard import AnswerGuard, carries_instructions, screen_hits, source_links
 from assistant.models import Draft, MailMessage, Ticket
 from assistant.prompts import DRAFT_INSTRUCTIONS, DRAFT_TEMPLATE_VERSION, fit_answer_messages, redact_turns
 from config.redaction import restore
 from inference.actions import version_for_key
-from inference.base import GenerationParams
+from inference.base import GenerationParams, InferenceError, InputTooLong, ModelBusy, ModelUnavailable
 from inference.services import get_text_generator
 from retrieval.search import search
 
@@ -88,6 +91,7 @@ def write_draft(ticket: Ticket) -> Draft | None:
         f"{message.subject or ticket.subject}\n{customer}",
         collection=settings.DESK_COLLECTION,
         k=settings.DESK_RETRIEVAL_K,
+        public_only=True,  # the reply goes to a customer: no private document (issue 17, item 5)
     )
     hits, excluded = screen_hits(hits)
     # The model sees placeholders for the customer's personal data (the stored prompt too); the
@@ -114,7 +118,7 @@ def write_draft(ticket: Ticket) -> Draft | None:
             repetition_penalty=settings.CHAT_REPETITION_PENALTY,
         ),
     )
-    guard = AnswerGuard(DRAFT_INSTRUCTIONS)
+    guard = AnswerGuard(DRAFT_INSTRUCTIONS, links=source_links(sources))  # links only to the sources
     body = (guard.feed(restore(text, mapping)) + guard.flush()).strip()
 
     dense = [h.dense_score for s in sources for h in s.hits if h.dense_score is not None]
@@ -162,3 +166,40 @@ def write_draft(ticket: Ticket) -> Draft | None:
         usage.completion_tokens,
     )
     return draft
+
+
+def write_draft_or_flag(ticket: Ticket) -> Draft | None:
+    """`write_draft`, or when it fails a flagged empty version saying why (`failed_draft`)."""
+    try:
+        return write_draft(ticket)
+    except Exception as exc:  # noqa: BLE001 - recorded on the draft for agents, and logged
+        log.warning("event=draft_failed ticket=%s error=%s", ticket.pk, type(exc).__name__)
+        return failed_draft(ticket, failure_reason(exc))
+
+
+def failed_draft(ticket: Ticket, reason: str) -> Draft | None:
+    """An empty draft version flagged with `reason`: the ticket can go to review, where the agent
+    writes the reply (an empty draft is never sent). None when there is nothing to answer."""
+    message = latest_question(ticket)
+    if message is None:
+        return None
+    return save_version(
+        ticket,
+        body="",
+        replying_to=message,
+        low_confidence=True,
+        flags=[f"No draft was written: {reason}. Write the reply yourself, or regenerate it later."],
+    )
+
+
+def failure_reason(exc: BaseException) -> str:
+    """Why drafting failed, in words for agents."""
+    if isinstance(exc, InputTooLong):
+        return f"the mail is longer than the model accepts ({exc.message.rstrip('.')})"
+    if isinstance(exc, ModelBusy):
+        return "the model was busy"
+    if isinstance(exc, ModelUnavailable):
+        return f"the model is not available ({exc.message.rstrip('.')})"
+    if isinstance(exc, InferenceError):
+        return f"the model failed ({exc.message.rstrip('.')})"
+    return f"an error occurred ({type(exc).__name__})"

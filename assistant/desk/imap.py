@@ -1,17 +1,19 @@
-"""The IMAP poller: new mail in each enabled Mailbox goes through `receive_raw`, like SMTP's.
+"""The IMAP poller: new mail in each enabled Mailbox goes through `store_raw`, like SMTP's: the
+poller stores and moves on, and the worker processes each mail in its own task, so a mail that
+cannot be parsed or stored is marked failed on its own and never holds up the ones after it.
 
 The mailbox is only read: the folder is selected read-only and bodies are fetched with
 BODY.PEEK[], so nothing is marked \\Seen, moved or deleted, and a person can keep using the same
 mailbox in a mail client. The position is the folder's UIDVALIDITY and the last UID stored
 (Mailbox.uidvalidity, Mailbox.last_uid); last_uid is saved after each message is stored, so a
-crash re-fetches at most the message in flight, which receive_raw then settles as a duplicate by
-its Message-ID. A new UIDVALIDITY (the folder was recreated, restored or migrated: its UIDs mean
+crash re-fetches at most the message in flight, which store_raw then settles as a duplicate (the
+same bytes). A new UIDVALIDITY (the folder was recreated, restored or migrated: its UIDs mean
 other messages now) starts the folder again from UID 1; mail already on a ticket comes back as a
 duplicate and creates nothing.
 
 A message over MAIL_MAX_MESSAGE_BYTES is not fetched whole: a stand-in made of its own headers
 (so it threads and names its sender as the original would) and a note saying where the original
-is goes through receive_raw instead. The customer gets a ticket and the agent reads the rest in the
+is goes through store_raw instead. The customer gets a ticket and the agent reads the rest in the
 mailbox, rather than the mail vanishing from the desk or a huge body being held in memory.
 """
 
@@ -29,7 +31,7 @@ from django.utils import timezone
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
-from assistant.desk.inbound import mail_dir, receive_raw
+from assistant.desk.inbound import mail_dir, store_raw
 from assistant.models import InboundMail, Mailbox
 
 log = logging.getLogger(__name__)
@@ -126,9 +128,10 @@ def _store_new(mailbox: Mailbox) -> Iterator[InboundMail]:
                 heads = client.fetch(large, [f"BODY.PEEK[HEADER]<0.{HEADER_BYTES}>"]) if large else {}
                 for uid in group:
                     raw = _raw(mailbox, uid, sizes.get(uid, 0), bodies.get(uid), heads.get(uid))
-                    inbound = receive_raw(raw, source=InboundMail.Source.IMAP) if raw is not None else None
+                    inbound = store_raw(raw, source=InboundMail.Source.IMAP) if raw is not None else None
                     # Only now is the message safe on our side: a crash before this line fetches
-                    # it again next time, and receive_raw settles it as a duplicate.
+                    # it again next time, and store_raw settles it as a duplicate. What happens to
+                    # it next (parsing, storing the message) cannot hold the mailbox up any more.
                     mailbox.last_uid = uid
                     mailbox.save(update_fields=["last_uid"])
                     if inbound is not None:

@@ -28,6 +28,7 @@ from django.utils import timezone
 from django.utils.html import escape, linebreaks
 
 from assistant.models import Draft, MailMessage, OutboundMail, Ticket
+from retrieval.models import Chunk, Document
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +44,44 @@ def reply_subject(ticket: Ticket, original: str) -> str:
 
 def _sources_footer(draft: Draft) -> list[tuple[int, str, str]]:
     """The sources the reply cites by number ([1]), so the customer can look them up: number,
-    title and web address (empty where the document has none)."""
+    title and web address (empty where the document has none). Only public documents: a source
+    whose document is private now (or gone, so that nobody can tell) is left out, title and
+    address, whatever the draft recorded when it was written."""
     cited = {int(n) for n in re.findall(r"\[(\d{1,2})\]", draft.body)}
+    public = _public_sources(draft)
     return [
         (c["n"], c["title"], c["url"] if str(c.get("url", "")).startswith(("https://", "http://")) else "")
         for c in draft.citations
-        if c.get("n") in cited
+        if c.get("n") in cited and c.get("n") in public
     ]
+
+
+_KB_PAGE = re.compile(r"/kb/(\d+)/")
+
+
+def _public_sources(draft: Draft) -> set[int]:
+    """The citation numbers whose documents are all public now. A source is found by the chunks
+    the draft retrieved for it, else (chunks replaced by a re-ingestion) by its address: our
+    own /kb/<id>/ page, or the web address its documents were ingested from."""
+    documents: dict[int, set[int]] = {}  # citation number -> document ids
+    numbered = [r for r in draft.retrieved if isinstance(r, dict) and "source" in r]
+    chunk_documents = dict(
+        Chunk.objects.filter(pk__in=[r["chunk"] for r in numbered]).values_list("pk", "document_id")
+    )
+    for r in numbered:
+        if r["chunk"] in chunk_documents:
+            documents.setdefault(r["source"], set()).add(chunk_documents[r["chunk"]])
+    for citation in draft.citations:
+        n, url = citation.get("n"), str(citation.get("url", ""))
+        if n in documents or not url:
+            continue
+        if page := _KB_PAGE.match(url):
+            documents[n] = {int(page.group(1))}
+        elif url.startswith(("https://", "http://")):
+            documents[n] = set(Document.objects.filter(url=url).values_list("pk", flat=True))
+    ids = set().union(*documents.values())
+    public = set(Document.objects.filter(pk__in=ids, public=True).values_list("pk", flat=True))
+    return {n for n, found in documents.items() if found and found <= public}
 
 
 def render(draft: Draft) -> tuple[str, str]:

@@ -10,10 +10,13 @@ TicketEvent with who, when and why.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
 
 from assistant.desk import drafting, outbound, triage
 from assistant.models import Draft, OutboundMail, Ticket, TicketEvent, TrainingExample
@@ -21,6 +24,8 @@ from config.roles import AGENT, has_role
 from config.transitions import TransitionRefused, run_transition
 
 log = logging.getLogger(__name__)
+
+SWEEP_BATCH = 100  # tickets handled per sweep (beat runs it every 30 s)
 
 
 class ReviewError(Exception):
@@ -77,21 +82,66 @@ def current_draft(ticket: Ticket) -> Draft | None:
 
 def process_ticket(ticket_id: int) -> Draft | None:
     """What the desk does with new mail (a Celery task): triage, then a draft for review, or
-    "no reply" when the thread has only automated mail since. Safe to run twice."""
+    "no reply" when the thread has only automated mail since. Safe to run twice. A triage that
+    fails is recorded and skipped; a draft that fails becomes a flagged empty one
+    (drafting.write_draft_or_flag): either way the ticket leaves "new" for the review queue."""
     ticket = Ticket.objects.filter(pk=ticket_id).first()
     if ticket is None or ticket.status != Ticket.Status.NEW:
         return None  # erased, or already drafted, approved or set aside
-    triage.triage(ticket)
-    draft = drafting.write_draft(ticket)
-    ticket.refresh_from_db()
+    try:
+        triage.triage(ticket)
+    except Exception as exc:  # noqa: BLE001 - the draft does not need it; agents see the event
+        log.warning("event=triage_failed ticket=%s error=%s", ticket.pk, type(exc).__name__)
+        TicketEvent.objects.create(ticket=ticket, action="triage_failed", reason=type(exc).__name__)
+    draft = drafting.write_draft_or_flag(ticket)
+    _settle(Ticket.objects.get(pk=ticket.pk), draft)
+    return draft
+
+
+def _settle(ticket: Ticket, draft: Draft | None, reason: str = "") -> None:
+    """Move a processed ticket on: to review with its draft, or aside with nothing to answer."""
     try:
         if draft is None:
             move(ticket, "nothing_to_answer", reason="Only automated mail: no reply is written.")
         else:
-            move(ticket, "draft_ready", data={"draft": draft.version, "low_confidence": draft.low_confidence})
+            move(
+                ticket,
+                "draft_ready",
+                reason=reason,
+                data={"draft": draft.version, "low_confidence": draft.low_confidence},
+            )
     except ReviewError as exc:  # an agent acted meanwhile; the draft is kept as a version
         log.info("event=draft_not_applied ticket=%s reason=%s", ticket.pk, exc.message)
-    return draft
+    Ticket.objects.filter(pk=ticket.pk).update(process_attempts=0)
+
+
+def sweep_stuck_tickets() -> dict[str, int]:
+    """Tickets that have sat in "new" for DESK_STUCK_SECONDS (their task was lost, or the worker
+    stopped mid-draft): triage and draft queued again; after DESK_PROCESS_ATTEMPTS, a flagged
+    empty draft and on to review, where an agent writes the reply. ("sending" is the outbound
+    sweep's: due retries are sent, attempts cut off become "unconfirmed".)"""
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=settings.DESK_STUCK_SECONDS)
+    requeued = gave_up = 0
+    stuck = Ticket.objects.filter(status=Ticket.Status.NEW, updated_at__lt=cutoff).order_by("updated_at")
+    for ticket in stuck[:SWEEP_BATCH]:
+        if ticket.process_attempts >= settings.DESK_PROCESS_ATTEMPTS:
+            draft = drafting.failed_draft(
+                ticket,
+                f"none arrived after {ticket.process_attempts + 1} attempts (is the worker running?)",
+            )
+            _settle(ticket, draft, reason="No draft arrived in time: given up to an agent.")
+            gave_up += 1
+            continue
+        # Claimed by its updated_at, so two sweeps at once queue it once.
+        if Ticket.objects.filter(pk=ticket.pk, status=Ticket.Status.NEW, updated_at=ticket.updated_at).update(
+            process_attempts=F("process_attempts") + 1, updated_at=now
+        ):
+            from assistant.desk.inbound import enqueue_processing
+
+            enqueue_processing(ticket.pk)
+            requeued += 1
+    return {"requeued_tickets": requeued, "gave_up_tickets": gave_up}
 
 
 REGENERATABLE = (Ticket.Status.NEW, Ticket.Status.NEEDS_REVIEW, Ticket.Status.FAILED)
@@ -109,7 +159,7 @@ def check_regenerate(ticket: Ticket) -> None:
 def regenerate(ticket: Ticket, user) -> Draft:
     """A fresh draft from the model (a new version; the old ones stay)."""
     check_regenerate(ticket)
-    draft = drafting.write_draft(ticket)
+    draft = drafting.write_draft_or_flag(ticket)  # the model still down: a new flagged empty version
     if draft is None:
         raise ReviewError("nothing_to_answer", "This ticket has no customer mail to answer.")
     TicketEvent.objects.create(ticket=ticket, action="regenerated", user=user, data={"draft": draft.version})
@@ -177,6 +227,8 @@ def approve(
         _check_version(draft, expected_version)
         if draft is None and body is None:
             raise ReviewError("no_draft", "There is no draft to approve yet; write the reply.")
+        if body is None and not draft.body.strip():  # a draft that failed: never send an empty mail
+            raise ReviewError("no_draft", "The draft is empty; write the reply before approving.")
         if body is not None and (draft is None or body != draft.body.strip()):
             draft = _edited_version(ticket, draft, user, body)
         existing = OutboundMail.objects.filter(draft=draft).first()

@@ -1,6 +1,8 @@
 """The inbound SMTP listener (aiosmtpd), started by `manage.py serve` when SMTP_INBOUND_PORT is
-set. It accepts a message only after storing it (receive_raw), so a 250 reply means it is safe;
-anything that goes wrong before that is a 451 and the sending server tries again later."""
+set. It accepts a message only after storing it (store_raw), so a 250 reply means it is safe;
+anything that goes wrong before that is a 451 and the sending server tries again later. It only
+stores: the listener runs in the web process, and parsing untrusted mail there could stall
+every page (the worker parses, in a child process with a time limit)."""
 
 from __future__ import annotations
 
@@ -14,10 +16,10 @@ log = logging.getLogger(__name__)
 
 class DeskHandler:
     async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 - aiosmtpd's hook name
-        from assistant.desk.inbound import receive_raw
+        from assistant.desk.inbound import store_raw
 
         try:
-            inbound = await sync_to_async(receive_raw, thread_sensitive=False)(
+            inbound = await sync_to_async(store_raw, thread_sensitive=False)(
                 envelope.original_content or envelope.content,
                 source="smtp",
                 envelope_from=envelope.mail_from or "",

@@ -28,13 +28,14 @@ from django_fsm import can_proceed
 
 from assistant.desk import present, review
 from assistant.desk.review import ReviewError
-from assistant.models import Draft, Ticket
+from assistant.models import Draft, InboundMail, Ticket
 from config.roles import AGENT, has_role
 
 PAGE_SIZE = 50
 # The queue opens on what waits for an agent; the other statuses follow in the model's order.
 TABS = [Ticket.Status.NEEDS_REVIEW] + [s for s in present.STATUSES if s != Ticket.Status.NEEDS_REVIEW]
 STATUS_LABELS = {value: label.lower() for value, label in Ticket.Status.choices}
+UNREADABLE = "unreadable"  # the queue page's tab of inbound mail that failed (no ticket has it)
 # present's dicts carry ISO strings (the API's format); the templates want datetimes.
 DATE_KEYS = {"created_at", "updated_at", "date", "at", "sent_at", "next_attempt_at"}
 
@@ -75,10 +76,12 @@ def _with_datetimes(value: Any, key: str = "") -> Any:
 @require_GET
 @agent_required
 def desk(request: HttpRequest) -> HttpResponse:
-    """The review queue of one status, by priority and then age."""
+    """The review queue of one status, by priority and then age; or the unreadable mail."""
     status = request.GET.get("status", Ticket.Status.NEEDS_REVIEW)
+    if status == UNREADABLE:
+        return _unreadable(request)
     if status not in present.STATUSES:
-        return HttpResponseBadRequest(f"status must be one of: {', '.join(present.STATUSES)}.")
+        return HttpResponseBadRequest(f"status must be one of: {', '.join([*present.STATUSES, UNREADABLE])}.")
     current = Draft.objects.filter(ticket=OuterRef("pk")).order_by("-version").values("low_confidence")[:1]
     tickets = present.queue(status).annotate(draft_low_confidence=Subquery(current))
     page = Paginator(tickets, PAGE_SIZE).get_page(request.GET.get("page"))
@@ -89,12 +92,39 @@ def desk(request: HttpRequest) -> HttpResponse:
         {
             "status": status,
             "status_label": STATUS_LABELS[status],
-            "tabs": [{"status": s, "label": STATUS_LABELS[s], "count": counts.get(s, 0)} for s in TABS],
+            "tabs": _tabs(counts),
             "page": page,
             "rows": [
                 {**_with_datetimes(present.summary(t)), "low_confidence": bool(t.draft_low_confidence)}
                 for t in page
             ],
+        },
+    )
+
+
+def _tabs(counts: dict[str, int]) -> list[dict[str, Any]]:
+    failed = InboundMail.objects.filter(status=InboundMail.Status.FAILED).count()
+    return [{"status": s, "label": STATUS_LABELS[s], "count": counts.get(s, 0)} for s in TABS] + [
+        {"status": UNREADABLE, "label": "unreadable mail", "count": failed}
+    ]
+
+
+def _unreadable(request: HttpRequest) -> HttpResponse:
+    """Mail that could not be parsed in time or stored: no ticket has it, so agents see it here,
+    with the error and its From and Subject as written; the raw mail is kept (admin: Inbound
+    mails)."""
+    failed = InboundMail.objects.filter(status=InboundMail.Status.FAILED).order_by("-received_at", "-id")
+    page = Paginator(failed, PAGE_SIZE).get_page(request.GET.get("page"))
+    counts = dict(Ticket.objects.order_by().values_list("status").annotate(n=Count("id")))
+    return render(
+        request,
+        "console/desk.html",
+        {
+            "status": UNREADABLE,
+            "status_label": "unreadable mail",
+            "tabs": _tabs(counts),
+            "page": page,
+            "unreadable": page,
         },
     )
 

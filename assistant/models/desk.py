@@ -35,7 +35,7 @@ class InboundMail(models.Model):
         RECEIVED = "received"
         PROCESSED = "processed"  # a message of a ticket
         DUPLICATE = "duplicate"  # the same Message-ID was processed before
-        FAILED = "failed"  # stored raw, could not be parsed: visible to agents with the error
+        FAILED = "failed"  # stored raw, could not be parsed or stored: agents see it with the error
 
     source = models.CharField(max_length=8, choices=Source.choices)
     sha256 = models.CharField(max_length=64, db_index=True)
@@ -45,9 +45,17 @@ class InboundMail(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
     error = models.TextField(blank=True)
     received_at = models.DateTimeField(auto_now_add=True)
+    # Processing runs or queued again by the sweep, and when last: a mail still "received" after
+    # DESK_PROCESS_ATTEMPTS is marked failed rather than retried forever.
+    attempts = models.PositiveSmallIntegerField(default=0)
+    attempted_at = models.DateTimeField(null=True, blank=True)
+    # From and Subject as written, kept when it failed, so agents can tell whose mail it was.
+    from_header = models.CharField(max_length=300, blank=True)
+    subject_header = models.CharField(max_length=300, blank=True)
 
     class Meta:
         ordering = ["-received_at"]
+        indexes = [models.Index(fields=["status", "attempted_at"], name="inboundmail_status_attempted")]
 
     def __str__(self) -> str:
         return f"{self.source} mail {self.sha256[:12]} ({self.status})"
@@ -85,11 +93,15 @@ class Ticket(ConcurrentTransitionMixin, models.Model):
     language_confidence = models.FloatField(null=True, blank=True)
     triage = models.JSONField(default=dict, blank=True)
     triaged_at = models.DateTimeField(null=True, blank=True)
+    # Times the sweep queued this ticket's triage and draft again while it sat in "new"; after
+    # DESK_PROCESS_ATTEMPTS it goes to review with a flagged empty draft. Back to 0 once processed.
+    process_attempts = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-updated_at"]
+        indexes = [models.Index(fields=["status", "updated_at"], name="ticket_status_updated")]
 
     def __str__(self) -> str:
         return f"[#{self.reference}] {self.subject}"

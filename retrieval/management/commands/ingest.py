@@ -1,4 +1,10 @@
-"""`python manage.py ingest PATH...`: add documents to the knowledge base."""
+"""`python manage.py ingest PATH...`: add documents to the knowledge base.
+
+URLs are fetched under the same rule as the API's and the admin's: public addresses only, unless
+INGEST_ALLOWED_HOSTS allows the host (retrieval/fetch.py). The command is run by an admin, but
+what it fetches is not all theirs to choose: a page redirects where its server says and a sitemap
+lists whatever its author wrote, and the text fetched becomes a public page at /kb/<id>/. So the
+command gets no way around the check; an intranet the admin means to ingest goes on the list."""
 
 from __future__ import annotations
 
@@ -15,7 +21,12 @@ class Command(BaseCommand):
     help = "Ingest files, folders, web pages or sitemaps into a knowledge-base collection."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("paths", nargs="+")
+        parser.add_argument(
+            "paths",
+            nargs="+",
+            help="Files, folders, or http(s) URLs of pages and sitemaps (public addresses, or hosts "
+            "in INGEST_ALLOWED_HOSTS).",
+        )
         parser.add_argument("--collection", default="default")
         parser.add_argument(
             "--private",
