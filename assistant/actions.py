@@ -326,10 +326,15 @@ def do_record_feedback(conversation_id: str | None, message_id: Any, value: Any,
     if comment is not None and not isinstance(comment, str):
         raise ChatError("bad_feedback", "Feedback comment must be text.")
     comment = (comment or "")[: settings.CHAT_MAX_MESSAGE_CHARS]
+    if "\x00" in comment or any("\ud800" <= c <= "\udfff" for c in comment):
+        raise ChatError("bad_feedback", "Feedback comment contains characters that cannot be stored.")
     try:
+        pk = int(message_id)
+        if not 0 < pk < 2**63:  # no id is bigger, and SQLite raises on such a number
+            raise ValueError(pk)
         message = Message.objects.get(
-            pk=int(message_id), role=Message.Role.ASSISTANT, conversation_id=uuid.UUID(str(conversation_id))
+            pk=pk, role=Message.Role.ASSISTANT, conversation_id=uuid.UUID(str(conversation_id))
         )
-    except (TypeError, ValueError, Message.DoesNotExist) as exc:
+    except (TypeError, ValueError, OverflowError, Message.DoesNotExist) as exc:
         raise ChatError("unknown_message", "That message does not exist.") from exc
     return Feedback.objects.create(message=message, value=value, comment=comment)

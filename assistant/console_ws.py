@@ -9,22 +9,28 @@ Server → client: {"type": "queue", "conversations": [...]} on connect, {"type"
 "conversation": {...}} whenever one enters, leaves or changes state, {"type": "history", ...},
 the conversation frames the visitor also gets (handoff, agent_message) plus `visitor_message`
 and the bot's stored answers, and {"type": "error", "code", "message"}.
+
+Every frame counts against the agent's CHAT_CONSOLE_FRAMES_PER_MINUTE; bad ones get an `error`
+frame and the socket stays open, as on the visitors' socket.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.conf import settings
 
 from assistant import handoff
-from assistant.consumers import parse_frame
+from assistant.consumers import message_text, parse_frame
 from assistant.errors import ChatError
+from assistant.limits import check_rate
 from assistant.models import Conversation
 from config.roles import AGENT, has_role
+
+log = logging.getLogger(__name__)
 
 
 @sync_to_async
@@ -51,10 +57,12 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.user = self.scope.get("user")
         self.groups_joined: set[str] = set()
+        self.admitted = False
         if not await sync_to_async(has_role)(self.user, AGENT):
             await self.close(code=4001)  # not logged in as an agent: refused before accept
             return
         await self.accept()
+        self.admitted = True
         await self.channel_layer.group_add(handoff.CONSOLE_GROUP, self.channel_name)
         self.groups_joined.add(handoff.CONSOLE_GROUP)
         await self.send_json({"type": "queue", "conversations": await _queue(), "me": self.user.pk})
@@ -73,11 +81,24 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         await self.send_json(event["frame"])
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if not self.admitted:
+            return
         try:
+            await sync_to_async(check_rate, thread_sensitive=False)("console", agent=str(self.user.pk))
             frame = parse_frame(text_data, bytes_data)
             await self._dispatch(frame)
         except ChatError as exc:
             await self.send_json(exc.frame())
+        except Exception:
+            log.exception("event=console_frame_failed")  # a bug must not cost the agent the socket
+            await self.send_json(
+                ChatError("internal_error", "Something went wrong; please try again.").frame()
+            )
+
+    async def _follow(self, conversation: str) -> None:
+        group = handoff.conversation_group(conversation)
+        await self.channel_layer.group_add(group, self.channel_name)
+        self.groups_joined.add(group)
 
     async def _dispatch(self, frame: dict[str, Any]) -> None:
         kind, conversation = frame.get("type"), frame.get("conversation")
@@ -85,9 +106,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             raise ChatError("unknown_conversation", "That conversation does not exist.")
         if kind == "open":
             opened = await _open(conversation)
-            group = handoff.conversation_group(conversation)
-            await self.channel_layer.group_add(group, self.channel_name)
-            self.groups_joined.add(group)
+            await self._follow(conversation)
             await self.send_json(opened)
         elif kind == "claim":
             await handoff.claim(conversation, self.user)
@@ -96,12 +115,12 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         elif kind == "close":
             await handoff.close(conversation, self.user)
         elif kind == "reply":
-            text = frame.get("text")
-            if not isinstance(text, str) or not text.strip():
-                raise ChatError("empty_message", "The message is empty.")
-            if len(text) > settings.CHAT_MAX_MESSAGE_CHARS:
-                raise ChatError("message_too_long", "The message is too long.")
-            await handoff.agent_reply(conversation, self.user, text.strip())
+            text = message_text(frame.get("text"))
+            message = await handoff.agent_reply(conversation, self.user, text)
+            if handoff.conversation_group(conversation) not in self.groups_joined:
+                # Replied without opening it (a script, a stale tab): the agent still gets their
+                # message back as the conversation's followers do, so every frame has an answer.
+                await self.send_json(handoff.agent_message_frame(message, self.user))
         else:
             raise ChatError(
                 "unknown_type", "Unknown frame type; expected open, claim, reply, hand_back or close."

@@ -7,9 +7,16 @@ keeps reading (and can be closed) while tokens flow.
 
 Connecting: `?site=KEY` picks the company site (its origins, knowledge base and look), `?visitor=`
 carries the visitor's signed token (assistant/visitors.py; a missing or bad one gets a new one).
+`?collection=` (the widget's data-collection) may only name a public knowledge base: with a site,
+the site's own one is used; without, one of WIDGET_PUBLIC_COLLECTIONS; anything else is refused
+with `unknown_collection` when the visitor first asks.
 The Origin header must be the Parley host itself, one of WIDGET_ALLOWED_ORIGINS, or one of the
 site's origins; anything else, a missing Origin included, gets an `origin_not_allowed` error and
 the socket is closed (code 4003), so the widget can say why instead of retrying forever.
+
+Limits (assistant/limits.py): every frame counts against the visitor's and the address's
+allowance; handoffs are capped per visitor and per address; answers beyond the address's share
+wait in line, told their place with `{"type": "queued", "position": n, "wait_seconds": s}`.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from assistant.actions import (
     stream_answer,
 )
 from assistant.errors import ChatError
-from assistant.limits import GenerationSlot, check_rate
+from assistant.limits import GenerationSlot, check_handoff, check_rate, record_handoff
 from assistant.models import Conversation, Site
 from assistant.privacy import erase_visitor, export_visitor
 from assistant.visitors import issue_token, read_token
@@ -68,6 +75,20 @@ def origin_allowed(origin: str, site: Site | None) -> bool:
     return origin in allowed
 
 
+def widget_collection(site: Site | None, requested: str) -> str | None:
+    """The knowledge base a visitor's socket may use, or None when `requested` (the widget's
+    ?collection=) names one it may not: private collections are for staff, never for the widget."""
+    public = settings.WIDGET_PUBLIC_COLLECTIONS
+    if site is not None:
+        # The widget always sends its data-collection (default "default"): that, the site's own
+        # name or nothing all mean the site's collection.
+        return (
+            site.collection if not requested or requested == site.collection or requested in public else None
+        )
+    requested = requested or "default"
+    return requested if requested in public else None
+
+
 def parse_frame(text_data: str | None, bytes_data: bytes | None) -> dict[str, Any]:
     """A client frame as a dict, or the ChatError that says what is wrong with it."""
     if text_data is None:
@@ -76,11 +97,39 @@ def parse_frame(text_data: str | None, bytes_data: bytes | None) -> dict[str, An
         raise ChatError("frame_too_large", f"Frames are limited to {settings.CHAT_MAX_FRAME_BYTES} bytes.")
     try:
         frame = json.loads(text_data)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[..." nested past the parser
         raise ChatError("bad_json", "The frame is not valid JSON.") from exc
     if not isinstance(frame, dict):
         raise ChatError("bad_frame", 'A frame must be a JSON object with a "type".')
     return frame
+
+
+def storable(text: str) -> bool:
+    """Whether text can be stored and sent on as it is: JSON may carry lone surrogates ("\\ud800"),
+    which are not UTF-8, and NUL characters, which PostgreSQL's text columns refuse."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def message_text(value: Any) -> str:
+    """A visitor's or an agent's message text, stripped, or the ChatError that says why not."""
+    if not isinstance(value, str) or not value.strip():
+        raise ChatError("empty_message", "The message is empty.")
+    text = value.strip()
+    if len(text) > settings.CHAT_MAX_MESSAGE_CHARS:
+        raise ChatError(
+            "message_too_long", f"Messages are limited to {settings.CHAT_MAX_MESSAGE_CHARS} characters."
+        )
+    if not storable(text):
+        raise ChatError(
+            "bad_text", "The message contains characters that are not text (NUL or a broken character)."
+        )
+    return text
 
 
 @sync_to_async
@@ -91,6 +140,7 @@ def _site(key: str) -> Site | None:
 class ChatConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.conversation_id: str | None = None
+        self.visitor: str | None = None  # set once the socket is admitted; frames before are ignored
         self.group: str | None = None
         self.answer_task: asyncio.Task | None = None
         self.idle_task: asyncio.Task | None = None
@@ -99,8 +149,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         headers = dict(self.scope.get("headers", []))
         self.site = await _site((query.get("site") or [""])[0][:64])
         # The widget's data-collection arrives as ?collection=...; it picks the knowledge base
-        # for new conversations (a resumed one keeps its own). A site's own collection wins.
-        self.collection = self.site.collection if self.site else (query.get("collection") or ["default"])[0]
+        # for new conversations (a resumed one keeps its own). None: not one a visitor may use.
+        self.collection = widget_collection(self.site, (query.get("collection") or [""])[0])
         self.ip = (self.scope.get("client") or ["unknown"])[0]
         await self.accept()
         origin = headers.get(b"origin", b"").decode("latin-1")
@@ -112,9 +162,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_ORIGIN)
             return
         token = (query.get("visitor") or [""])[0]
-        self.visitor = read_token(token)
-        if self.visitor is None:
-            self.visitor, token = issue_token()
+        visitor = read_token(token)
+        if visitor is None:
+            visitor, token = issue_token()
+        self.visitor = visitor
         await self.send_json({"type": "visitor", "token": token})
         if self.site:
             await self.send_json({"type": "config", **self.site.widget_config()})
@@ -160,8 +211,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.conversation_id = conversation_id
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.visitor is None:
+            return  # refused at connect (bad origin) and being closed: nothing more to say
         self.last_seen = time.monotonic()
         try:
+            # Every frame counts, before it is even parsed: garbage is not a free way to load us.
+            await sync_to_async(check_rate, thread_sensitive=False)("frame", visitor=self.visitor, ip=self.ip)
             frame = parse_frame(text_data, bytes_data)
             kind = frame.get("type")
             if kind == "message":
@@ -184,6 +239,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 )
         except ChatError as exc:
             await self.send_error(exc)
+        except Exception:
+            # A bug must not cost the visitor their socket: logged with its traceback, and the
+            # client told, as for a failed answer.
+            log.exception("event=chat_frame_failed")
+            await self.send_error(ChatError("internal_error", "Something went wrong; please try again."))
 
     def _conversation_id(self, frame: dict[str, Any]) -> str | None:
         conversation = frame.get("conversation", self.conversation_id)
@@ -191,8 +251,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
             raise ChatError("unknown_conversation", "That conversation does not exist.")
         return conversation
 
+    def _collection(self) -> str:
+        if self.collection is None or not COLLECTION_NAME.fullmatch(self.collection):
+            raise ChatError("unknown_collection", "That knowledge base does not exist.")
+        return self.collection
+
     async def _start_conversation(self) -> Conversation:
         """A new conversation of this visitor, on this socket's site and knowledge base."""
+        self._collection()
         return await sync_to_async(get_or_start_conversation)(None, self.collection, self.visitor, self.site)
 
     async def _conversation(self, conversation_id: str | None) -> Conversation | None:
@@ -201,20 +267,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         return await sync_to_async(get_visitor_conversation)(conversation_id, self.visitor)
 
     async def _on_message(self, frame: dict[str, Any]) -> None:
-        text = frame.get("text")
-        if not isinstance(text, str) or not text.strip():
-            raise ChatError("empty_message", "The message is empty.")
-        text = text.strip()
-        if len(text) > settings.CHAT_MAX_MESSAGE_CHARS:
-            raise ChatError(
-                "message_too_long", f"Messages are limited to {settings.CHAT_MAX_MESSAGE_CHARS} characters."
-            )
+        text = message_text(frame.get("text"))
         conversation_id = self._conversation_id(frame)
-        if not COLLECTION_NAME.fullmatch(self.collection):
-            raise ChatError("unknown_collection", "That knowledge base does not exist.")
+        self._collection()
         if self.answer_task and not self.answer_task.done():
             raise ChatError("answer_in_progress", "Please wait until the current answer is finished.")
-        await sync_to_async(check_rate, thread_sensitive=False)(self.visitor, self.ip)
+        await sync_to_async(check_rate, thread_sensitive=False)("message", visitor=self.visitor, ip=self.ip)
         conversation = await self._conversation(conversation_id)
         if conversation is not None and conversation.status == Conversation.Status.CLOSED:
             raise ChatError("conversation_closed", "This conversation is closed; start a new one.")
@@ -224,17 +282,20 @@ class ChatConsumer(AsyncWebsocketConsumer):
         ):
             await self._relay(conversation, text)
         elif handoff.asks_for_person(text):
+            await self._check_handoff()
             if conversation is None:
                 conversation = await self._start_conversation()
             await self._follow(str(conversation.id))
             await self.send_json({"type": "conversation", "id": str(conversation.id)})
             message = await handoff.visitor_message_to_agent(conversation, text)
-            await handoff.request_person(conversation)
+            await self._request_person(conversation)
             await self._relayed(message)
         else:
             # Cache counters are sub-millisecond calls: made inline, so the slot is free again
             # the moment the answer's last frame is sent (a thread hop would leave a window).
-            slot = GenerationSlot(self.visitor, self.ip).__enter__()
+            # The visitor's own share is a real limit (their answer in another tab): refused now.
+            # The address's share is waited for in line, inside the task, so the socket reads on.
+            slot = GenerationSlot(self.visitor, self.ip).take_visitor()
             self.answer_task = asyncio.create_task(self._answer(text, conversation_id, slot))
 
     async def _relay(self, conversation: Conversation, text: str) -> None:
@@ -247,8 +308,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         """The visitor's message went to a person: no answer from the model follows."""
         await self.send_json({"type": "done", "message": str(message.pk), "handoff": False, "relayed": True})
 
+    async def _queued(self, position: int, wait_seconds: int) -> None:
+        await self.send_json({"type": "queued", "position": position, "wait_seconds": wait_seconds})
+
     async def _answer(self, text: str, conversation: str | None, slot: GenerationSlot) -> None:
         try:
+            await slot.wait_for_ip(self._queued)
             async for event in stream_answer(
                 text,
                 conversation_id=conversation,
@@ -273,11 +338,26 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def _on_handoff(self, frame: dict[str, Any]) -> None:
         conversation = await self._conversation(self._conversation_id(frame))
+        if conversation is not None and conversation.status == Conversation.Status.CLOSED:
+            raise ChatError("conversation_closed", "This conversation is closed; start a new one.")
+        if conversation is None or conversation.status == Conversation.Status.BOT:
+            await self._check_handoff()  # before a conversation is made for it
         if conversation is None:
             conversation = await self._start_conversation()
             await self.send_json({"type": "conversation", "id": str(conversation.id)})
         await self._follow(str(conversation.id))
-        await handoff.request_person(conversation)  # the state frame comes through the group
+        if conversation.status == Conversation.Status.AGENT:
+            # Already with a person: nothing changes, so no group frame comes; say so directly.
+            await self.send_json(handoff.state_frame(conversation))
+            return
+        await self._request_person(conversation)  # the state frame comes through the group
+
+    async def _check_handoff(self) -> None:
+        await sync_to_async(check_handoff)(self.visitor, self.ip)
+
+    async def _request_person(self, conversation: Conversation) -> None:
+        await handoff.request_person(conversation)
+        await sync_to_async(record_handoff)(self.ip, conversation.id)
 
     async def _on_resume(self, frame: dict[str, Any]) -> None:
         conversation = await self._conversation(self._conversation_id(frame))
@@ -309,9 +389,19 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send_json({"type": "erased", "conversations": count})
 
     async def _on_feedback(self, frame: dict[str, Any]) -> None:
-        if self.conversation_id is None:
+        message = frame.get("message")
+        if self.conversation_id is None or not _is_row_id(message):
             raise ChatError("unknown_message", "That message does not exist.")
-        await do_record_feedback(
-            self.conversation_id, frame.get("message"), frame.get("value"), frame.get("comment")
-        )
+        comment = frame.get("comment")
+        if isinstance(comment, str) and not storable(comment):
+            raise ChatError("bad_feedback", "The comment contains characters that are not text.")
+        await do_record_feedback(self.conversation_id, message, frame.get("value"), comment)
         await self.send_json({"type": "feedback_saved", "message": str(frame.get("message"))})
+
+
+def _is_row_id(value: Any) -> bool:
+    """A message id as the server sent it (a decimal string) or as a number: within a database
+    integer, so a huge or non-finite one is "no such message" rather than an overflow."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 19:
+        return True
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63

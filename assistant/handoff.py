@@ -161,11 +161,20 @@ async def agent_reply(conversation_id: Any, agent, text: str) -> Message:
     if conversation.status != Conversation.Status.AGENT or conversation.agent_id != agent.pk:
         raise ChatError("not_yours", "Claim the conversation before replying.")
     message = await sync_to_async(_store)(conversation, Message.Role.AGENT, text, agent)
-    frame = {"type": "agent_message", "text": text, "agent": agent_name(agent), "message": str(message.pk)}
+    frame = agent_message_frame(message, agent)
     await get_channel_layer().group_send(
         conversation_group(conversation.id), {"type": "chat.frame", "frame": frame}
     )
     return message
+
+
+def agent_message_frame(message: Message, agent) -> dict[str, Any]:
+    return {
+        "type": "agent_message",
+        "text": message.text,
+        "agent": agent_name(agent),
+        "message": str(message.pk),
+    }
 
 
 async def visitor_message_to_agent(conversation: Conversation, text: str) -> Message:

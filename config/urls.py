@@ -12,6 +12,7 @@ from content import views as studio_views
 urlpatterns = [
     path("", assistant_views.demo_site, name="demo-site"),
     path("health", assistant_views.health, name="health"),
+    path("health/ready", assistant_views.health_ready, name="health-ready"),
     path("metrics", metrics.metrics_view, name="metrics"),
     path("kb/<int:document_id>/", assistant_views.kb_document, name="kb-document"),
     path("console/", assistant_views.console, name="console"),

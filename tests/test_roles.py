@@ -54,6 +54,7 @@ def allow(method: str, *roles: str, **data: Any) -> Policy:
 PAGES: dict[str, Policy | str] = {
     "demo-site": Policy("GET", PUBLIC),  # the demo company site with the widget
     "health": Policy("GET", PUBLIC),
+    "health-ready": Policy("GET", PUBLIC),  # readiness for a load balancer: 503 while warming
     "metrics": Policy("GET", OWN_CHECK),  # METRICS_TOKEN, else loopback or admin/auditor session
     "kb-document": Policy("GET", PUBLIC),  # public documents cited in answers (private: 404)
     # Agents: live chats, analytics, the email desk.

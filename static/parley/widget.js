@@ -46,6 +46,7 @@
       willSend: "Your message will be sent when the connection is back.",
       statusQueued: "Waiting for a person to join…",
       statusJoined: "You are chatting with {agent}",
+      statusLine: "Many questions right now: you are number {n} in line (about {s} s).",
       noteQueued: "Waiting for a person to join…",
       noteJoined: "{agent} joined the chat",
       noteBot: "You are back with the assistant",
@@ -80,6 +81,7 @@
       willSend: "Ihre Nachricht wird gesendet, sobald die Verbindung wieder steht.",
       statusQueued: "Warten auf eine Person…",
       statusJoined: "Sie chatten mit {agent}",
+      statusLine: "Gerade viele Fragen: Sie sind Nummer {n} in der Warteschlange (etwa {s} s).",
       noteQueued: "Warten auf eine Person…",
       noteJoined: "{agent} ist dem Chat beigetreten",
       noteBot: "Sie sind wieder beim Assistenten",
@@ -114,6 +116,7 @@
       willSend: "Votre message sera envoyé dès le retour de la connexion.",
       statusQueued: "En attente d’une personne…",
       statusJoined: "Vous discutez avec {agent}",
+      statusLine: "Beaucoup de questions en ce moment : vous êtes numéro {n} dans la file (environ {s} s).",
       noteQueued: "En attente d’une personne…",
       noteJoined: "{agent} a rejoint la conversation",
       noteBot: "Vous êtes de retour avec l’assistant",
@@ -624,6 +627,7 @@
   var sendWhenOpen = false; // Enter pressed while (re)connecting: send once the socket is open
   var cooldownUntil = 0;
   var cooldownTimer = null;
+  var linePlace = null; // {n, s}: the question waits in line for the assistant ("queued" frame)
   var fatal = false; // the server refuses this page (origin_not_allowed): stop retrying
 
   function withAgent() { return handoffState === "queued" || handoffState === "joined"; }
@@ -708,6 +712,7 @@
     if (started && !fatal && !open) status.push(t(everConnected ? "reconnecting" : "connecting"));
     if (handoffState === "queued") status.push(t("statusQueued"));
     if (handoffState === "joined") status.push(t("statusJoined", { agent: handoffAgent || t("agent") }));
+    if (linePlace && busy) status.push(t("statusLine", linePlace));
     var text = status.join(" · ");
     if (statusEl.textContent !== text) statusEl.textContent = text;
     statusEl.hidden = !text;
@@ -820,10 +825,23 @@
     updateControls();
   }
 
+  // A "queued" frame: the server is answering others from the same network first. Numbers only,
+  // shown through textContent like every status line.
+  function setLinePlace(frame) {
+    var n = Math.floor(Number(frame.position));
+    var s = Math.ceil(Number(frame.wait_seconds));
+    linePlace = isFinite(n) && n >= 1 ? { n: n, s: isFinite(s) && s >= 0 ? s : "?" } : null;
+    updateControls();
+  }
+
   function handleFrame(raw) {
     var frame;
     try { frame = JSON.parse(raw); } catch (e) { return; } // not ours: ignore rather than crash
     if (!frame || typeof frame !== "object") return;
+    if (linePlace && /^(conversation|token|done|error)$/.test(String(frame.type))) { // out of line
+      linePlace = null;
+      updateControls();
+    }
     switch (frame.type) {
       case "visitor":
         if (nonEmpty(frame.token)) { visitorToken = frame.token; storageSet(visitorKey, visitorToken); }
@@ -854,6 +872,9 @@
         inflight = null;
         busy = false;
         updateControls();
+        break;
+      case "queued":
+        setLinePlace(frame);
         break;
       case "handoff":
         setHandoff(frame.state, frame.agent, true);

@@ -1,8 +1,10 @@
 """`python manage.py serve`: the whole product in one process group.
 
-Starts the ASGI server (uvicorn: HTTP and websockets) in this process and the embedded Celery
-worker as a child. Ctrl-C or SIGTERM stops both cleanly; the worker is also told to exit by the
-kernel if this process dies abruptly (PR_SET_PDEATHSIG), so no orphan is ever left behind.
+Starts the ASGI server (uvicorn: HTTP and websockets) on 127.0.0.1:$PORT (default 8000; --port
+wins) in this process and the embedded Celery worker as a child. The models are warmed in a
+thread meanwhile; /health/ready answers 503 until that is over. Ctrl-C or SIGTERM stops both
+cleanly; the worker is also told to exit by the kernel if this process dies abruptly
+(PR_SET_PDEATHSIG), so no orphan is ever left behind.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from config import logfilters
+from config.env import envint
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +41,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--host", default="127.0.0.1")
-        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--port", type=int, default=None, help="Default: $PORT, else 8000.")
         parser.add_argument("--no-worker", action="store_true", help="Do not start the Celery worker.")
         parser.add_argument(
             "--no-warmup", action="store_true", help="Load models on first use instead of at start."
         )
 
-    def handle(self, *args, host: str, port: int, no_worker: bool, no_warmup: bool, **options) -> None:
+    def handle(self, *args, host: str, port: int | None, no_worker: bool, no_warmup: bool, **options) -> None:
+        if port is None:
+            port = envint("PORT", 8000, minimum=1)  # read here, not at import: a bad PORT stops only serve
         self._recover()
         worker = None if no_worker else self._start_worker()
         smtp = None
@@ -53,6 +58,9 @@ class Command(BaseCommand):
 
             smtp = start_listener()
         if not no_warmup:
+            from assistant.views import warmth
+
+            warmth.start()  # before the server listens: no instant where it looks ready but is cold
             threading.Thread(target=self._warm_up, name="parley-warmup", daemon=True).start()
 
         # uvicorn handles SIGINT/SIGTERM by shutting down gracefully and then re-raising the
@@ -131,12 +139,21 @@ class Command(BaseCommand):
                 worker.wait()
 
     def _warm_up(self) -> None:
+        from assistant.views import warmth
         from config.redaction import get_analyzer
         from inference.services import get_embedder, get_text_generator
 
-        try:
-            get_embedder()
-            get_text_generator()
-            get_analyzer()  # personal-data redaction: spaCy and Presidio take ~6 s to build
-        except Exception:
-            log.exception("event=warmup_failed")
+        for model, load in (
+            ("embedding", get_embedder),
+            ("chat", get_text_generator),
+            ("redaction", get_analyzer),  # personal-data redaction: spaCy and Presidio take ~6 s to build
+        ):
+            try:
+                load()
+            except Exception:
+                log.exception("event=warmup_failed model=%s", model)
+                warmth.mark(model, "failed")
+            else:
+                warmth.mark(model, "warm")
+        warmth.finish()
+        log.info("event=warmup_finished")
