@@ -15,7 +15,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django_fsm import ConcurrentTransition, TransitionNotAllowed
 
 from assistant.actions import get_visitor_conversation
@@ -193,7 +193,15 @@ async def visitor_message_to_agent(conversation: Conversation, text: str) -> Mes
 
 
 def _store(conversation: Conversation, role: str, text: str, author) -> Message:
-    with transaction.atomic():
-        message = Message.objects.create(conversation=conversation, role=role, text=text, author=author)
-        Conversation.objects.filter(pk=conversation.pk).update(updated_at=message.created_at)
+    """Store one relayed message. The visitor may erase the conversation at any moment (found by
+    the websocket fuzzer: an agent's reply racing an erase failed its foreign key at commit), so
+    the row is locked where the database can, and a vanished conversation is a clear error."""
+    try:
+        with transaction.atomic():
+            if not Conversation.objects.select_for_update().filter(pk=conversation.pk).exists():
+                raise ChatError("unknown_conversation", "That conversation does not exist.")
+            message = Message.objects.create(conversation=conversation, role=role, text=text, author=author)
+            Conversation.objects.filter(pk=conversation.pk).update(updated_at=message.created_at)
+    except IntegrityError as exc:  # SQLite checks the key at commit, after the erase won
+        raise ChatError("unknown_conversation", "That conversation does not exist.") from exc
     return message

@@ -301,3 +301,17 @@ def test_answers_being_written_are_capped_per_visitor_across_tabs(settings):
     GenerationSlot("visitor-b", "10.0.0.1").__exit__(None, None, None)  # releasing nothing is harmless
     first.__exit__(None, None, None)
     GenerationSlot("visitor-a", "10.0.0.2").__enter__().__exit__(None, None, None)
+
+
+def test_an_agent_reply_racing_the_visitors_erasure_is_a_clear_error_not_a_crash(agent):
+    """Found by the websocket fuzzer: the console looked the conversation up, the visitor erased
+    it, and storing the reply failed its foreign key at commit (internal_error)."""
+    from assistant import handoff
+    from assistant.errors import ChatError
+
+    conversation = Conversation.objects.create(visitor=issue_token()[0], status=Conversation.Status.AGENT)
+    Conversation.objects.filter(pk=conversation.pk).delete()  # the erase wins the race
+    with pytest.raises(ChatError) as caught:
+        handoff._store(conversation, Message.Role.AGENT, "Here is how to do it.", agent)
+    assert caught.value.code == "unknown_conversation"
+    assert not Message.objects.filter(text="Here is how to do it.").exists()

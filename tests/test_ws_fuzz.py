@@ -25,12 +25,11 @@ import uuid
 from typing import Any
 
 import pytest
-from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.core.cache import cache
-from django.test import Client
 
 from config.asgi import application
+from tests.test_handoff import console as console_socket
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -232,16 +231,6 @@ async def chat_socket(ip: str) -> WebsocketCommunicator:
     assert connected
     hello = await communicator.receive_json_from(timeout=10)
     assert hello["type"] == "visitor"
-    return communicator
-
-
-async def console_socket(user) -> WebsocketCommunicator:
-    client = Client()
-    await sync_to_async(client.force_login)(user)
-    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
-    communicator = WebsocketCommunicator(application, "/ws/console/", headers=[ORIGIN, (b"cookie", cookie)])
-    connected, _ = await communicator.connect()
-    assert connected
     return communicator
 
 

@@ -85,14 +85,13 @@ def desk(request: HttpRequest) -> HttpResponse:
     current = Draft.objects.filter(ticket=OuterRef("pk")).order_by("-version").values("low_confidence")[:1]
     tickets = present.queue(status).annotate(draft_low_confidence=Subquery(current))
     page = Paginator(tickets, PAGE_SIZE).get_page(request.GET.get("page"))
-    counts = dict(Ticket.objects.order_by().values_list("status").annotate(n=Count("id")))
     return render(
         request,
         "console/desk.html",
         {
             "status": status,
             "status_label": STATUS_LABELS[status],
-            "tabs": _tabs(counts),
+            "tabs": _tabs(),
             "page": page,
             "rows": [
                 {**_with_datetimes(present.summary(t)), "low_confidence": bool(t.draft_low_confidence)}
@@ -102,7 +101,8 @@ def desk(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _tabs(counts: dict[str, int]) -> list[dict[str, Any]]:
+def _tabs() -> list[dict[str, Any]]:
+    counts = dict(Ticket.objects.order_by().values_list("status").annotate(n=Count("id")))
     failed = InboundMail.objects.filter(status=InboundMail.Status.FAILED).count()
     return [{"status": s, "label": STATUS_LABELS[s], "count": counts.get(s, 0)} for s in TABS] + [
         {"status": UNREADABLE, "label": "unreadable mail", "count": failed}
@@ -115,14 +115,13 @@ def _unreadable(request: HttpRequest) -> HttpResponse:
     mails)."""
     failed = InboundMail.objects.filter(status=InboundMail.Status.FAILED).order_by("-received_at", "-id")
     page = Paginator(failed, PAGE_SIZE).get_page(request.GET.get("page"))
-    counts = dict(Ticket.objects.order_by().values_list("status").annotate(n=Count("id")))
     return render(
         request,
         "console/desk.html",
         {
             "status": UNREADABLE,
             "status_label": "unreadable mail",
-            "tabs": _tabs(counts),
+            "tabs": _tabs(),
             "page": page,
             "unreadable": page,
         },
