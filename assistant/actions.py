@@ -318,23 +318,46 @@ def says_it_does_not_know(answer: str) -> bool:
     return any(phrase in lowered for phrase in _DOES_NOT_KNOW)
 
 
+def storable(text: str) -> bool:
+    """Whether text can be stored and sent on as it is: JSON may carry lone surrogates ("\\ud800"),
+    which are not UTF-8, and NUL characters, which PostgreSQL's text columns refuse."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def is_row_id(value: Any) -> bool:
+    """A message id as the server sent it (a decimal string) or as a number: within a database
+    integer, so a huge or non-finite one is "no such message" rather than an overflow."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 19:
+        return True
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
+
+
 @sync_to_async
 def do_record_feedback(conversation_id: str | None, message_id: Any, value: Any, comment: Any) -> Feedback:
     """Attach a visitor's thumbs up/down to an answer in their own conversation."""
+    try:
+        if not is_row_id(message_id):
+            raise ValueError(message_id)
+        conversation = uuid.UUID(str(conversation_id))
+    except ValueError as exc:
+        raise ChatError("unknown_message", "That message does not exist.") from exc
     if value not in (1, -1) or isinstance(value, bool):
         raise ChatError("bad_feedback", "Feedback value must be 1 or -1.")
     if comment is not None and not isinstance(comment, str):
         raise ChatError("bad_feedback", "Feedback comment must be text.")
+    if comment is not None and not storable(comment):
+        raise ChatError("bad_feedback", "The comment contains characters that are not text.")
     comment = (comment or "")[: settings.CHAT_MAX_MESSAGE_CHARS]
-    if "\x00" in comment or any("\ud800" <= c <= "\udfff" for c in comment):
-        raise ChatError("bad_feedback", "Feedback comment contains characters that cannot be stored.")
     try:
-        pk = int(message_id)
-        if not 0 < pk < 2**63:  # no id is bigger, and SQLite raises on such a number
-            raise ValueError(pk)
         message = Message.objects.get(
-            pk=pk, role=Message.Role.ASSISTANT, conversation_id=uuid.UUID(str(conversation_id))
+            pk=int(message_id), role=Message.Role.ASSISTANT, conversation_id=conversation
         )
-    except (TypeError, ValueError, OverflowError, Message.DoesNotExist) as exc:
+    except Message.DoesNotExist as exc:
         raise ChatError("unknown_message", "That message does not exist.") from exc
     return Feedback.objects.create(message=message, value=value, comment=comment)

@@ -38,6 +38,7 @@ from assistant.actions import (
     do_record_feedback,
     get_or_start_conversation,
     get_visitor_conversation,
+    storable,
     stream_answer,
 )
 from assistant.errors import ChatError
@@ -102,18 +103,6 @@ def parse_frame(text_data: str | None, bytes_data: bytes | None) -> dict[str, An
     if not isinstance(frame, dict):
         raise ChatError("bad_frame", 'A frame must be a JSON object with a "type".')
     return frame
-
-
-def storable(text: str) -> bool:
-    """Whether text can be stored and sent on as it is: JSON may carry lone surrogates ("\\ud800"),
-    which are not UTF-8, and NUL characters, which PostgreSQL's text columns refuse."""
-    if "\x00" in text:
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def message_text(value: Any) -> str:
@@ -390,18 +379,5 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def _on_feedback(self, frame: dict[str, Any]) -> None:
         message = frame.get("message")
-        if self.conversation_id is None or not _is_row_id(message):
-            raise ChatError("unknown_message", "That message does not exist.")
-        comment = frame.get("comment")
-        if isinstance(comment, str) and not storable(comment):
-            raise ChatError("bad_feedback", "The comment contains characters that are not text.")
-        await do_record_feedback(self.conversation_id, message, frame.get("value"), comment)
+        await do_record_feedback(self.conversation_id, message, frame.get("value"), frame.get("comment"))
         await self.send_json({"type": "feedback_saved", "message": str(frame.get("message"))})
-
-
-def _is_row_id(value: Any) -> bool:
-    """A message id as the server sent it (a decimal string) or as a number: within a database
-    integer, so a huge or non-finite one is "no such message" rather than an overflow."""
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 19:
-        return True
-    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
