@@ -7,4 +7,4 @@ class AssistantConfig(AppConfig):
     def ready(self) -> None:
         # Their receivers observe stored answers, feedback and handoffs, and queue each answered
         # question for drift sampling, in every process (web, worker, commands).
-        from assistant import drift, metrics  # noqa: F401
+        from assistant.insights import metrics  # noqa: F401

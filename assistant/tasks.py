@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from assistant.privacy import purge_expired
+from assistant.chat.privacy import purge_expired
 
 
 @shared_task(name="assistant.purge_expired_conversations")
@@ -70,7 +70,7 @@ def desk_poll_mailboxes() -> dict:
 
 @shared_task(name="assistant.record_question_sample")
 def record_question_sample(answer_id: int) -> int | None:
-    from assistant.drift import record_sample
+    from assistant.insights.drift import record_sample
 
     sample = record_sample(answer_id)
     return sample.pk if sample else None
@@ -78,8 +78,8 @@ def record_question_sample(answer_id: int) -> int | None:
 
 @shared_task(name="assistant.check_drift")
 def check_drift() -> list[dict]:
-    from assistant.drift import check_drift as run_check
-    from assistant.drift import report_dict
+    from assistant.insights.drift import check_drift as run_check
+    from assistant.insights.drift import report_dict
 
     return [report_dict(report) for report in run_check()]
 

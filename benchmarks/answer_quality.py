@@ -33,7 +33,7 @@ def main() -> None:
     setup_django()
     from django.conf import settings
 
-    from assistant.prompts import build_answer_messages, number_sources
+    from answers.prompts import build_answer_messages, number_sources
     from inference.base import GenerationParams
     from inference.services import get_text_generator
     from retrieval.actions import do_ingest_path

@@ -108,7 +108,7 @@ def load_parley(dtype_name: str):
 def demo_questions(args) -> None:
     from django.conf import settings
 
-    from assistant.prompts import build_answer_messages, number_sources
+    from answers.prompts import build_answer_messages, number_sources
     from inference.runtime import model_thread
     from retrieval.actions import do_ingest_path
     from retrieval.search import search

@@ -34,7 +34,7 @@ DATA = REPO.parent / "shared" / "data" / "negconstraint-dev"
 
 def build_prompts(engine, count: int, prompt_tokens: int) -> list[list[dict[str, str]]]:
     """`count` distinct grounded chat prompts of about `prompt_tokens` tokens each."""
-    from assistant.prompts import INSTRUCTIONS
+    from answers.prompts import INSTRUCTIONS
 
     passages = [json.loads(line)["text"] for line in (DATA / "corpus.jsonl").open()]
     queries = [json.loads(line)["text"] for line in (DATA / "queries.jsonl").open()]
@@ -45,7 +45,7 @@ def build_prompts(engine, count: int, prompt_tokens: int) -> list[list[dict[str,
         fitting: list[dict[str, str]] = []
         while True:
             candidate = sources + [f"[{len(sources) + 1}] {passages[cursor % len(passages)]}"]
-            messages = [  # the answer prompt's layout (assistant/prompts.py)
+            messages = [  # the answer prompt's layout (answers/prompts.py)
                 {"role": "system", "content": INSTRUCTIONS},
                 {"role": "system", "content": "Sources:\n\n" + "\n\n".join(candidate)},
                 {"role": "user", "content": question},
@@ -233,7 +233,7 @@ def _row(label: str, results: list[dict], base_speed: float) -> list:
 async def _warm(generator) -> None:
     """One short answer with the answer prompt's instructions, as a running server has given
     before any measured request: the instructions' keys/values are then in the prefix cache."""
-    from assistant.prompts import INSTRUCTIONS
+    from answers.prompts import INSTRUCTIONS
     from inference.base import GenerationParams
 
     messages = [{"role": "system", "content": INSTRUCTIONS}, {"role": "user", "content": "Hello"}]

@@ -11,44 +11,19 @@ import logging
 
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse
-from django.utils import timezone
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
-from ninja.security import HttpBearer, SessionAuth
 
-from config.models import ApiToken, hash_token
-from config.roles import has_role
+from assistant.chat.api import router as assistant_router
+from assistant.desk.api import router as desk_router
+from content.api import router as content_router
+from core.auth import BearerToken, StaffSession
+from core.errors import DomainError
+from governance.api import router as audit_router
+from governance.people_api import router as people_router
+from retrieval.api import router as retrieval_router
 
 log = logging.getLogger(__name__)
-
-
-class ApiError(Exception):
-    """A domain error for API clients: stable code, message for people, HTTP status."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        self.status, self.code, self.message = status, code, message
-        super().__init__(message)
-
-
-class BearerToken(HttpBearer):
-    def authenticate(self, request: HttpRequest, token: str):
-        try:
-            api_token = ApiToken.objects.select_related("user").get(
-                token_hash=hash_token(token), revoked_at__isnull=True
-            )
-        except ApiToken.DoesNotExist:
-            return None
-        if not api_token.user.is_active:
-            return None
-        ApiToken.objects.filter(pk=api_token.pk).update(last_used_at=timezone.now())
-        request.user = api_token.user
-        return api_token.user
-
-
-class StaffSession(SessionAuth):
-    def authenticate(self, request: HttpRequest, key):
-        user = super().authenticate(request, key)
-        return user if user is not None and user.is_staff else None
 
 
 class ParleyAPI(NinjaAPI):
@@ -91,18 +66,14 @@ api = ParleyAPI(
 )
 
 
-def require_role(request: HttpRequest, *roles: str) -> None:
-    if not has_role(request.user, *roles):
-        raise ApiError(403, "forbidden", f"This needs the role: {' or '.join(roles)}.")
-
-
 def _error(request: HttpRequest, status: int, code: str, message: str, **extra) -> HttpResponse:
     return api.create_response(request, {"error": {"code": code, "message": message, **extra}}, status=status)
 
 
-@api.exception_handler(ApiError)
-def _api_error(request, exc: ApiError):
-    return _error(request, exc.status, exc.code, exc.message)
+@api.exception_handler(DomainError)
+def _domain_error(request, exc: DomainError):
+    """Every layer's errors, in the one error body."""
+    return api.create_response(request, exc.body(), status=exc.status)
 
 
 @api.exception_handler(ValidationError)
@@ -136,20 +107,6 @@ def _unexpected(request, exc):
     return _error(request, 500, "internal_error", "Something went wrong on our side.")
 
 
-def register_routers() -> None:
-    from assistant.api import router as assistant_router
-    from assistant.desk.api import router as desk_router
-    from assistant.people_api import router as people_router
-    from config.audit_api import router as audit_router
-    from content.api import router as content_router
-    from retrieval.api import router as retrieval_router
-
-    api.add_router("/", retrieval_router)
-    api.add_router("/", assistant_router)
-    api.add_router("/", desk_router)
-    api.add_router("/", people_router)
-    api.add_router("/", content_router)
-    api.add_router("/", audit_router)
-
-
-register_routers()
+# The order of the schema's sections.
+for _router in (retrieval_router, assistant_router, desk_router, people_router, content_router, audit_router):
+    api.add_router("/", _router)

@@ -2,7 +2,9 @@ from django.apps import AppConfig
 
 
 class ConfigConfig(AppConfig):
-    """Holds the project-wide management commands (`serve`)."""
+    """Wiring only: the project-wide `serve` command. Its migrations are the history of the
+    models that now live in core/ (core/migrations/0001 takes them over without touching the
+    tables)."""
 
     name = "config"
     verbose_name = "Parley"

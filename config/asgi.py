@@ -1,6 +1,6 @@
 """ASGI entry point: HTTP through Django, websockets through Channels.
 
-Origin checks: the chat websocket checks the Origin itself (assistant/consumers.py: the Parley
+Origin checks: the chat websocket checks the Origin itself (assistant/chat/consumers.py: the Parley
 host, WIDGET_ALLOWED_ORIGINS and each site's own origins, with an error frame a widget can show);
 the agents' console websocket only accepts the Parley host's own pages (channels'
 OriginValidator over ALLOWED_HOSTS).
@@ -20,7 +20,7 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from assistant.routing import websocket_urlpatterns  # noqa: E402
+from assistant.chat.routing import websocket_urlpatterns  # noqa: E402
 from config.body_limit import BodyLimitMiddleware  # noqa: E402
 
 application = ProtocolTypeRouter(

@@ -5,7 +5,7 @@
 - Any record may quote a customer (an error about a mail, an address in an exception): with the
   admin's "redact logs" on, email addresses, phone numbers and IBANs are replaced by
   [EMAIL_ADDRESS], [PHONE_NUMBER], [IBAN_CODE] (`RedactPersonalData`, on the root handler in
-  settings.LOGGING). Regular expressions only: spaCy (config/redaction.py) costs milliseconds per
+  settings.LOGGING). Regular expressions only: spaCy (core/redaction.py) costs milliseconds per
   call, too slow for every log line, so names are not caught here.
 """
 
@@ -86,7 +86,7 @@ class _LogSetting:
             return self.value
         self.reading.active = True
         try:
-            from config.redaction import redaction_enabled
+            from core.redaction import redaction_enabled
 
             self.value = redaction_enabled("logs")
         except Exception:  # noqa: BLE001 - logging must never fail; redacting is the safe default

@@ -63,11 +63,13 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "core",
     "config",
     "inference",
     "retrieval",
     "assistant",
     "content",
+    "governance",
     "csp",
 ]
 
@@ -174,7 +176,7 @@ CELERY_TASK_ACKS_LATE = True  # a task killed mid-way is redelivered, not lost
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULE = {
-    # Everything past the governance settings' retention periods (config/retention.py).
+    # Everything past the governance settings' retention periods (governance/retention.py).
     "purge-retention": {"task": "config.purge_retention", "schedule": 24 * 3600},
 }
 # Threads for torch/OpenVINO in the worker that `manage.py serve` starts beside the web process.
@@ -266,7 +268,7 @@ CHAT_MAX_ANSWER_TOKENS = envint("CHAT_MAX_ANSWER_TOKENS", 200, minimum=1)
 CHAT_RETRIEVAL_K = envint("CHAT_RETRIEVAL_K", 3, minimum=1)
 CHAT_HISTORY_TURNS = envint("CHAT_HISTORY_TURNS", 4, minimum=0)
 CHAT_REPETITION_PENALTY = envfloat("CHAT_REPETITION_PENALTY", 1.15)
-# Abuse limits, per visitor token AND per IP address (assistant/limits.py), and the idle timeout
+# Abuse limits, per visitor token AND per IP address (assistant/chat/limits.py), and the idle timeout
 # after which a silent websocket is closed (the widget reconnects when the visitor comes back).
 CHAT_MESSAGES_PER_MINUTE = envint("CHAT_MESSAGES_PER_MINUTE", 20, minimum=1)
 CHAT_MESSAGES_PER_MINUTE_PER_IP = envint("CHAT_MESSAGES_PER_MINUTE_PER_IP", 60, minimum=1)
@@ -308,11 +310,11 @@ CHAT_MIN_RELEVANCE = envfloat("CHAT_MIN_RELEVANCE", 0.3)
 CHAT_RETENTION_DAYS = envint("CHAT_RETENTION_DAYS", 180, minimum=1)
 # A model that raises, gives no token for CHAT_MODEL_STALL_SECONDS (the first one included) or
 # is still generating CHAT_ANSWER_TIMEOUT_SECONDS after it started never leaves a visitor
-# waiting: they get a fixed reply and a person (assistant/fallback.py).
+# waiting: they get a fixed reply and a person (answers/fallback.py).
 CHAT_MODEL_STALL_SECONDS = envfloat("CHAT_MODEL_STALL_SECONDS", 20.0)
 CHAT_ANSWER_TIMEOUT_SECONDS = envfloat("CHAT_ANSWER_TIMEOUT_SECONDS", 60.0)
 
-# --- Monitoring (assistant/metrics.py, assistant/drift.py) -------------------------------------
+# --- Monitoring (assistant/insights/metrics.py, assistant/insights/drift.py) ---------------------
 # GET /metrics (Prometheus): with a token, only `Authorization: Bearer <token>`; without one,
 # loopback clients and signed-in admins/auditors. Set it behind a reverse proxy on the same host,
 # where every request arrives from 127.0.0.1.

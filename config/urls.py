@@ -1,13 +1,13 @@
 from django.contrib import admin
 from django.urls import path
 
-from assistant import metrics
-from assistant import views as assistant_views
+from assistant.chat import views as assistant_views
 from assistant.desk import views as desk_views
+from assistant.insights import metrics
 from assistant.learning import views as learning_views
-from config import views as governance_views
 from config.api import api
 from content import views as studio_views
+from governance import views as governance_views
 
 urlpatterns = [
     path("", assistant_views.demo_site, name="demo-site"),

@@ -12,11 +12,12 @@ from django.db.models import Q
 from django.http import FileResponse, HttpRequest, HttpResponse
 from ninja import Field, Query, Router, Schema, Status
 
-from config.api import ApiError, require_role
-from config.roles import EDITOR
 from content import images, present, review
 from content.models import ContentImage, ContentItem
 from content.review import StudioError
+from core.auth import require_api_role
+from core.errors import DomainError
+from core.roles import EDITOR
 
 router = Router(tags=["content studio"])
 
@@ -72,11 +73,11 @@ def _call(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except StudioError as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from exc
+        raise DomainError(exc.code, exc.message, exc.status) from exc
 
 
 def _item(request: HttpRequest, item_id: str) -> ContentItem:
-    require_role(request, EDITOR)
+    require_api_role(request, EDITOR)
     return _call(review.get_item, item_id)
 
 
@@ -86,18 +87,20 @@ def _item(request: HttpRequest, item_id: str) -> ContentItem:
 def create_brief(request: HttpRequest, payload: BriefIn):
     from content.briefs import create_brief as create
 
-    require_role(request, EDITOR)
+    require_api_role(request, EDITOR)
     item = _call(create, request.user, payload.dict())
     return Status(202, {"id": item.pk, "generation": item.generation})
 
 
 @router.get("/content/items", summary="Items by state, search and assignee")
 def list_items(request: HttpRequest, filters: Query[ItemFilter]) -> dict[str, Any]:
-    require_role(request, EDITOR)
+    require_api_role(request, EDITOR)
     items = ContentItem.objects.select_related("brief", "assignee")
     if filters.state:
         if filters.state not in ContentItem.State.values:
-            raise ApiError(400, "bad_state", f"state must be one of: {', '.join(ContentItem.State.values)}.")
+            raise DomainError(
+                "bad_state", f"state must be one of: {', '.join(ContentItem.State.values)}.", 400
+            )
         items = items.filter(state=filters.state)
     if filters.q:
         items = items.filter(Q(title__icontains=filters.q) | Q(brief__keyphrase__icontains=filters.q))
@@ -151,7 +154,7 @@ def regenerate(request: HttpRequest, item_id: str, payload: PartIn) -> dict[str,
 
     item = _item(request, item_id)
     if item.generation != ContentItem.Generation.DONE:
-        raise ApiError(409, "generating", "The article is still being generated.")
+        raise DomainError("generating", "The article is still being generated.", 409)
     return present.detail(_call(regenerate_part, item, payload.part, user=request.user))
 
 
@@ -172,7 +175,7 @@ def assign(request: HttpRequest, item_id: str, payload: AssignIn) -> dict[str, A
     if payload.assignee:
         assignee = get_user_model().objects.filter(username=payload.assignee).first()
         if assignee is None:
-            raise ApiError(400, "unknown_editor", "No editor with that name.")
+            raise DomainError("unknown_editor", "No editor with that name.", 400)
     return present.summary(_call(review.assign, item, request.user, assignee, payload.due_date))
 
 
@@ -193,7 +196,7 @@ def export(
 
     item = _item(request, item_id)
     if item.state not in (ContentItem.State.APPROVED, ContentItem.State.PUBLISHED):
-        raise ApiError(409, "not_approved", "Only approved or published items are exported.")
+        raise DomainError("not_approved", "Only approved or published items are exported.", 409)
     data = present.export_item(item)
     try:
         if format == "json":
@@ -208,7 +211,7 @@ def export(
             return HttpResponse(exporters.to_html(data), content_type="text/html; charset=utf-8")
         return HttpResponse(exporters.to_markdown(data), content_type="text/markdown; charset=utf-8")
     except exporters.ExportError as exc:
-        raise ApiError(409, exc.code, str(exc)) from exc
+        raise DomainError(exc.code, str(exc), 409) from exc
 
 
 @router.post(
@@ -220,11 +223,11 @@ def more_images(request: HttpRequest, item_id: str, slot: int):
 
 
 def _image(request: HttpRequest, image_id: str) -> ContentImage:
-    require_role(request, EDITOR)
+    require_api_role(request, EDITOR)
     try:
         return ContentImage.objects.get(pk=int(image_id))
     except (ValueError, ContentImage.DoesNotExist) as exc:
-        raise ApiError(404, "not_found", "No such image.") from exc
+        raise DomainError("not_found", "No such image.", 404) from exc
 
 
 # Before the {action} route below: Django tries URL patterns in order, and that one would take
@@ -234,7 +237,7 @@ def image_preview(request: HttpRequest, image_id: str):
     image = _image(request, image_id)
     path = images.preview_path(image)
     if not path.exists():
-        raise ApiError(404, "not_found", "No preview for that image.")
+        raise DomainError("not_found", "No preview for that image.", 404)
     return FileResponse(path.open("rb"), content_type="image/png")
 
 
@@ -248,7 +251,7 @@ def image_action(
     elif action == "reject":
         image = images.reject(image)
     elif not images.cancel(image):
-        raise ApiError(409, "conflict", "Only a queued or running image can be cancelled.")
+        raise DomainError("conflict", "Only a queued or running image can be cancelled.", 409)
     else:
         image.refresh_from_db()
     return present.image_data(image)
@@ -258,7 +261,7 @@ def image_action(
 def image_file(request: HttpRequest, image_id: str):
     image = _image(request, image_id)
     if image.status != ContentImage.Status.DONE:
-        raise ApiError(404, "not_found", "That image is not ready.")
+        raise DomainError("not_found", "That image is not ready.", 404)
     return FileResponse(images.image_path(image).open("rb"), content_type="image/png")
 
 
@@ -267,11 +270,11 @@ def retry_delivery(request: HttpRequest, delivery_id: str) -> dict[str, Any]:
     from content.models import WebhookDelivery
     from content.webhooks import delivery_data, retry
 
-    require_role(request, EDITOR)
+    require_api_role(request, EDITOR)
     try:
         delivery = WebhookDelivery.objects.get(pk=int(delivery_id))
     except (ValueError, WebhookDelivery.DoesNotExist) as exc:
-        raise ApiError(404, "not_found", "No such delivery.") from exc
+        raise DomainError("not_found", "No such delivery.", 404) from exc
     if delivery.status != WebhookDelivery.Status.FAILED:
-        raise ApiError(409, "conflict", "Only a failed delivery is sent again.")
+        raise DomainError("conflict", "Only a failed delivery is sent again.", 409)
     return delivery_data(retry(delivery))

@@ -14,9 +14,9 @@ from django.utils import timezone
 from django_fsm import can_proceed
 from slugify import slugify
 
-from config.roles import EDITOR, has_role
-from config.transitions import TransitionRefused, run_transition
 from content.models import TEXT_FIELDS, Comment, ContentItem, Revision, StateChange
+from core.roles import EDITOR, has_role
+from core.transitions import TransitionRefused, run_transition
 
 
 class StudioError(Exception):

@@ -31,11 +31,11 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_fsm import can_proceed
 
-from config.roles import EDITOR, has_role
 from content import images, present, review
 from content.briefs import BriefForm, create_brief
 from content.models import ContentImage, ContentItem
 from content.review import StudioError
+from core.roles import EDITOR, has_role
 
 PAGE_SIZE = 50
 State = ContentItem.State

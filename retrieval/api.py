@@ -8,8 +8,9 @@ from datetime import datetime
 from django.http import HttpRequest
 from ninja import Router, Schema, Status
 
-from config.api import ApiError, require_role
-from config.roles import AGENT, EDITOR, KNOWLEDGE
+from core.auth import require_api_role
+from core.errors import DomainError
+from core.roles import AGENT, EDITOR, KNOWLEDGE
 from retrieval.actions import (
     do_create_document_from_upload,
     do_create_document_from_url,
@@ -72,7 +73,7 @@ def access_document(document_id: int) -> Document:
     try:
         return Document.objects.get(pk=document_id)
     except Document.DoesNotExist as exc:
-        raise ApiError(404, "not_found", "No such document.") from exc
+        raise DomainError("not_found", "No such document.", 404) from exc
 
 
 def _out(document: Document) -> DocumentOut:
@@ -105,12 +106,12 @@ def _out(document: Document) -> DocumentOut:
 def create_document(request: HttpRequest):
     """Multipart `file` (with optional `collection`, `public`) or JSON `{"url": ...}`. Returns at
     once with status `pending`; poll `GET /api/documents/{id}` for progress."""
-    require_role(request, KNOWLEDGE)
+    require_api_role(request, KNOWLEDGE)
     try:
         if request.content_type == "multipart/form-data":
             upload = request.FILES.get("file")
             if upload is None:
-                raise ApiError(400, "missing_file", "Send the document as the multipart field 'file'.")
+                raise DomainError("missing_file", "Send the document as the multipart field 'file'.", 400)
             document = do_create_document_from_upload(
                 upload,
                 collection=request.POST.get("collection", "default"),
@@ -120,26 +121,26 @@ def create_document(request: HttpRequest):
             try:
                 body = UrlIn.model_validate(json.loads(request.body or b"null"))
             except ValueError as exc:
-                raise ApiError(
-                    400,
+                raise DomainError(
                     "invalid_request",
                     'Send multipart form data with a file, or JSON {"url": "https://..."}.',
+                    400,
                 ) from exc
             document = do_create_document_from_url(body.url, collection=body.collection, public=body.public)
     except IngestError as exc:
-        raise ApiError(413 if exc.code == "too_large" else 400, exc.code, exc.message) from exc
+        raise DomainError(exc.code, exc.message, 413 if exc.code == "too_large" else 400) from exc
     return Status(202, _out(document))
 
 
 @router.get("/documents/{document_id}", response=DocumentOut, summary="A document's status")
 def get_document(request: HttpRequest, document_id: int):
-    require_role(request, KNOWLEDGE, AGENT, EDITOR)
+    require_api_role(request, KNOWLEDGE, AGENT, EDITOR)
     return _out(access_document(document_id))
 
 
 @router.delete("/documents/{document_id}", response={204: None}, summary="Delete a document and its vectors")
 def delete_document(request: HttpRequest, document_id: int):
-    require_role(request, KNOWLEDGE)
+    require_api_role(request, KNOWLEDGE)
     do_delete_document(access_document(document_id))
     return Status(204, None)
 
@@ -156,15 +157,15 @@ def search_documents(
 ):
     """Hybrid (BM25 + dense) search by default; each hit carries its per-retriever scores.
     Staff only (knowledge, agent, editor), so private documents are searched too."""
-    require_role(request, KNOWLEDGE, AGENT, EDITOR)
+    require_api_role(request, KNOWLEDGE, AGENT, EDITOR)
     if not q.strip() or len(q) > 2000:
-        raise ApiError(400, "bad_query", "q must be 1 to 2000 characters.")
+        raise DomainError("bad_query", "q must be 1 to 2000 characters.", 400)
     if not 1 <= k <= 50:
-        raise ApiError(400, "bad_k", "k must be between 1 and 50.")
+        raise DomainError("bad_k", "k must be between 1 and 50.", 400)
     if not COLLECTION_NAME.fullmatch(collection):
-        raise ApiError(400, "bad_collection", "No such collection.")
+        raise DomainError("bad_collection", "No such collection.", 400)
     if mode not in MODES:
-        raise ApiError(400, "bad_mode", f"mode must be one of: {', '.join(MODES)}.")
+        raise DomainError("bad_mode", f"mode must be one of: {', '.join(MODES)}.", 400)
     # Each Hit is read into HitOut by its attributes.
     return search(
         q, collection=collection, k=k, mode=mode, language=language or None, mmr=mmr, public_only=False

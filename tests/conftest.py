@@ -43,7 +43,7 @@ def celery_in_memory():
 def redaction_analyzer():
     """Presidio with spaCy, built once before the first test (~6 s) rather than inside the first
     chat or draft, where it would eat into a websocket test's timeout."""
-    from config.redaction import get_analyzer
+    from core.redaction import get_analyzer
 
     return get_analyzer()
 
@@ -252,7 +252,7 @@ def auditor(db):
 
 
 def bearer(user) -> dict[str, str]:
-    from config.models import ApiToken
+    from core.models import ApiToken
 
     _, raw = ApiToken.issue(user, name="tests")
     return {"HTTP_AUTHORIZATION": f"Bearer {raw}"}

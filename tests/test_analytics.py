@@ -9,7 +9,7 @@ import io
 import pytest
 from django.utils import timezone
 
-from assistant.analytics import summary
+from assistant.insights.analytics import summary
 from assistant.models import Conversation, Feedback, Message
 
 pytestmark = pytest.mark.django_db

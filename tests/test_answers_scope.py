@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.actions import stream_answer
+from assistant.chat.actions import stream_answer
+from assistant.chat.replies import CANNED, canned_kind
 from assistant.models import Message
-from assistant.replies import CANNED, canned_kind
 from retrieval.search import search
 
 pytestmark = pytest.mark.django_db(transaction=True)

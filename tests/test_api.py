@@ -9,7 +9,7 @@ import pytest
 from django.core.management import call_command
 from django.test import Client
 
-from config.models import ApiToken
+from core.models import ApiToken
 from retrieval.models import Chunk, Document
 from tests.conftest import DEMO_DIR, bearer
 

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from config.roles import ADMIN, AGENT, AUDITOR, EDITOR, KNOWLEDGE
+from core.roles import ADMIN, AGENT, AUDITOR, EDITOR, KNOWLEDGE
 from tests.conftest import _user
 
 pytestmark = pytest.mark.django_db
@@ -69,7 +69,7 @@ def api_schema(world, settings, tmp_path):
 
 
 def headers_for(persona: str) -> dict[str, str]:
-    from config.models import ApiToken
+    from core.models import ApiToken
 
     if persona == "anonymous":
         return {}

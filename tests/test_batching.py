@@ -8,7 +8,7 @@ import asyncio
 import pytest
 import torch
 
-from assistant.prompts import INSTRUCTIONS, fit_answer_messages
+from answers.prompts import INSTRUCTIONS, fit_answer_messages
 from inference.backends.local import LocalTextGenerator
 from inference.base import GenerationParams, ModelBusy
 from retrieval.search import Hit

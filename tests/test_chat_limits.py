@@ -12,7 +12,7 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.core.cache import cache
 
-from assistant import handoff
+from assistant.chat import handoff
 from assistant.models import Conversation, Site
 from config.asgi import application
 from tests.test_widget_render import context, site  # noqa: F401 - fixtures for the widget test
@@ -243,7 +243,7 @@ async def test_twelve_visitors_behind_one_nat_are_queued_with_their_place_and_al
     already being written (those four slots are taken directly, so that every one of the twelve
     meets a full house whatever the machine's speed). Each is told their place, and all twelve get
     a real answer from the model, four at a time."""
-    from assistant.limits import GenerationSlot
+    from assistant.chat.limits import GenerationSlot
 
     settings.CHAT_CONCURRENT_ANSWERS_PER_IP = 4
     # Twelve answers on a small CPU: short ones, from one retrieved passage each.
@@ -287,7 +287,7 @@ async def test_past_the_line_limit_or_the_wait_limit_the_refusal_says_why(settin
     """A colleague's answer holds the office's one slot (taken directly: a real answer would be
     over before the others arrive); then one visitor waits in line, the next is refused because
     the line is full, and the one in line gets its real answer once the slot is free."""
-    from assistant.limits import GenerationSlot
+    from assistant.chat.limits import GenerationSlot
 
     settings.CHAT_CONCURRENT_ANSWERS_PER_IP = 1
     settings.CHAT_QUEUED_ANSWERS_PER_IP = 1
@@ -329,8 +329,8 @@ async def test_a_visitors_second_tab_is_told_its_answer_is_being_written_elsewhe
     """The per-visitor cap (one answer at a time, across tabs) is a real limit: refused at once,
     with a message that says why. The other tab's slot is taken directly (no model needed: this
     test is about the refusal)."""
-    from assistant.limits import GenerationSlot
-    from assistant.visitors import read_token
+    from assistant.chat.limits import GenerationSlot
+    from assistant.chat.visitors import read_token
 
     chat = await visitor()
     slot = GenerationSlot(read_token(chat.token), ELSEWHERE).__enter__()  # the same visitor's other tab

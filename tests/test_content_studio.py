@@ -9,10 +9,10 @@ import json
 
 import pytest
 
-from config.roles import EDITOR
 from content import images
 from content.generation import generate
 from content.models import ContentImage, ContentItem, Revision
+from core.roles import EDITOR
 from tests.conftest import _user, bearer
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]

@@ -15,9 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.utils import timezone
 
-from config.roles import EDITOR
 from content import review, webhooks
 from content.models import Brief, ContentItem, WebhookDelivery
+from core.roles import EDITOR
 from tests.conftest import _user, bearer
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -29,7 +29,7 @@ from assistant.models import (
     TrainingExample,
     TriageLabel,
 )
-from config.roles import AGENT
+from core.roles import AGENT
 from tests.conftest import _user
 
 pytestmark = pytest.mark.django_db

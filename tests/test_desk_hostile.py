@@ -26,7 +26,7 @@ from django.test import Client
 from django.utils import timezone
 
 from assistant.models import Draft, InboundMail, MailMessage, Ticket
-from config.roles import AGENT
+from core.roles import AGENT
 from tests import dovecot
 from tests.conftest import REPO, LiveParley, _user, free_port
 from tests.conftest import customer_mail as mail

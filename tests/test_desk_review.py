@@ -15,7 +15,7 @@ from django.utils import timezone
 from assistant.desk import outbound, review
 from assistant.desk.inbound import receive_raw
 from assistant.models import Draft, OutboundMail, Ticket, TicketEvent, TrainingExample, TriageLabel
-from config.roles import AGENT
+from core.roles import AGENT
 from tests.conftest import DESK_ADDRESS, _user, bearer, customer_mail, free_port
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]

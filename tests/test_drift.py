@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.test import override_settings
 from django.utils import timezone
 
-from assistant.drift import check_drift, purge_samples, record_sample
+from assistant.insights.drift import check_drift, purge_samples, record_sample
 from assistant.models import Conversation, DriftReport, Message, QuestionSample
 
 pytestmark = pytest.mark.django_db

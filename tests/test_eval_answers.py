@@ -9,7 +9,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from assistant.answer_eval import (
+from assistant.chat.evaluation import (
     best_sentence,
     contains_gold,
     load_squad,

@@ -13,9 +13,9 @@ import pytest
 from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 
-from assistant.actions import stream_answer
-from assistant.fallback import FALLBACK
-from assistant.metrics import ERRORS
+from answers.fallback import FALLBACK
+from assistant.chat.actions import stream_answer
+from assistant.insights.metrics import ERRORS
 from assistant.models import Conversation, Message, Site
 from config.asgi import application
 from inference.base import Generation, ModelBusy, TextGenerator

@@ -1,14 +1,14 @@
 """The injection screen and the answer guard against hostile text: invisible characters, look-alike
 letters, other languages, paraphrase, inputs built to make a regular expression slow, and links the
-model writes to places no source names. No model is loaded: these drive assistant/guard.py
+model writes to places no source names. No model is loaded: these drive answers/guard.py
 directly (the answer path's own tests, test_injection.py, run the real model)."""
 
 from __future__ import annotations
 
 import pytest
 
-from assistant.guard import SCREEN_MAX_CHARS, AnswerGuard, carries_instructions, source_links
-from assistant.prompts import INSTRUCTIONS, Source
+from answers.guard import SCREEN_MAX_CHARS, AnswerGuard, carries_instructions, source_links
+from answers.prompts import INSTRUCTIONS, Source
 from retrieval.search import Hit
 
 # --- Disguised instructions --------------------------------------------------------------------

@@ -11,8 +11,8 @@ from channels.testing import WebsocketCommunicator
 from django.core.cache import cache
 from django.test import Client
 
+from assistant.chat.visitors import issue_token
 from assistant.models import Conversation, Message, Site
-from assistant.visitors import issue_token
 from config.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -290,8 +290,8 @@ async def test_a_silent_socket_is_closed_after_the_idle_timeout(settings):
 
 
 def test_answers_being_written_are_capped_per_visitor_across_tabs(settings):
-    from assistant.errors import ChatError
-    from assistant.limits import GenerationSlot
+    from assistant.chat.errors import ChatError
+    from assistant.chat.limits import GenerationSlot
 
     settings.CHAT_CONCURRENT_ANSWERS_PER_VISITOR = 1
     first = GenerationSlot("visitor-a", "10.0.0.1").__enter__()
@@ -306,8 +306,8 @@ def test_answers_being_written_are_capped_per_visitor_across_tabs(settings):
 def test_an_agent_reply_racing_the_visitors_erasure_is_a_clear_error_not_a_crash(agent):
     """Found by the websocket fuzzer: the console looked the conversation up, the visitor erased
     it, and storing the reply failed its foreign key at commit (internal_error)."""
-    from assistant import handoff
-    from assistant.errors import ChatError
+    from assistant.chat import handoff
+    from assistant.chat.errors import ChatError
 
     conversation = Conversation.objects.create(visitor=issue_token()[0], status=Conversation.Status.AGENT)
     Conversation.objects.filter(pk=conversation.pk).delete()  # the erase wins the race

@@ -1,16 +1,16 @@
 """Prompt injection in the style of public red-team suites (direct injection, instructions hidden
 in a retrieved document, Markdown-image exfiltration, asking for the system prompt), against the
 real answer pipeline and the real SmolLM2. The assertions are on what the answer may not contain,
-whatever the model is talked into: the guards in assistant/guard.py hold them."""
+whatever the model is talked into: the guards in answers/guard.py hold them."""
 
 from __future__ import annotations
 
 import pytest
 
-from assistant.actions import stream_answer
-from assistant.guard import AnswerGuard, carries_instructions
+from answers.guard import AnswerGuard, carries_instructions
+from answers.prompts import ANSWER_TEMPLATE_VERSION, INSTRUCTIONS
+from assistant.chat.actions import stream_answer
 from assistant.models import Message
-from assistant.prompts import ANSWER_TEMPLATE_VERSION, INSTRUCTIONS
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

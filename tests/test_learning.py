@@ -15,7 +15,7 @@ from django.utils import timezone
 from assistant.learning.dataset import build_dataset, load_approved, load_jsonl
 from assistant.learning.loop import run_finetune
 from assistant.models import Message, TrainingExample
-from config.models import GovernanceSettings
+from core.models import GovernanceSettings
 from inference.actions import do_activate_model_version, do_register_model_version, do_rollback
 from inference.finetune import FineTuneConfig
 from inference.models import FineTuneRun, ModelVersion
@@ -130,7 +130,7 @@ async def test_the_whole_loop_trains_evaluates_registers_promotes_serves_and_rol
     settings.FINETUNE_DIR = tmp_path
     from asgiref.sync import sync_to_async
 
-    from assistant.actions import stream_answer
+    from assistant.chat.actions import stream_answer
 
     @sync_to_async
     def setup_and_run():

@@ -11,8 +11,8 @@ from django.test import override_settings
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from assistant.actions import do_record_feedback, stream_answer
-from assistant.metrics import ANSWER_SECONDS, ANSWERS, FEEDBACK, RETRIEVAL_TOP_SCORE
+from assistant.chat.actions import do_record_feedback, stream_answer
+from assistant.insights.metrics import ANSWER_SECONDS, ANSWERS, FEEDBACK, RETRIEVAL_TOP_SCORE
 from assistant.models import Conversation, DriftReport, Message, Ticket
 from tests.conftest import _user
 

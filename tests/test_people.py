@@ -24,9 +24,9 @@ from assistant.models import (
     Ticket,
     TrainingExample,
 )
-from config.audit import subject_hash
-from config.models import AuditEvent
-from config.roles import ADMIN
+from core.audit import subject_hash
+from core.models import AuditEvent
+from core.roles import ADMIN
 from tests.conftest import _reset_index, _user, bearer, customer_mail
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.actions import retrieval_query, stream_answer
+from assistant.chat.actions import retrieval_query, stream_answer
+from assistant.chat.pinned import find_pinned
 from assistant.models import Message, PinnedAnswer
-from assistant.pinned import find_pinned
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

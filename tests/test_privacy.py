@@ -11,8 +11,8 @@ from channels.testing import WebsocketCommunicator
 from django.core.management import call_command
 from django.utils import timezone
 
+from assistant.chat.privacy import purge_expired
 from assistant.models import Conversation, Feedback, Message
-from assistant.privacy import purge_expired
 from config.asgi import application
 from tests.conftest import bearer
 

@@ -86,7 +86,7 @@ def test_staff_search_through_the_api_still_finds_private_documents(private_doc,
 
 @pytest.mark.slow
 async def test_a_visitor_never_gets_a_private_document_in_an_answer_or_citation(private_doc, text_generator):
-    from assistant.actions import stream_answer
+    from assistant.chat.actions import stream_answer
 
     events = [e async for e in stream_answer(QUESTION, conversation_id=None)]
     said = "".join(e.data["text"] for e in events if e.kind == "token")

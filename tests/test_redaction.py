@@ -1,4 +1,4 @@
-"""Personal data redaction (config/redaction.py): each kind found and replaced, restored in whole
+"""Personal data redaction (core/redaction.py): each kind found and replaced, restored in whole
 text and in a token stream, known names, no false alarms on support text, the settings that
 switch it, a desk draft written from a redacted prompt, and the log filter."""
 
@@ -14,7 +14,7 @@ import textwrap
 
 import pytest
 
-from config.redaction import (
+from core.redaction import (
     DEFAULT_ENTITIES,
     StreamRestorer,
     find_personal_data,
@@ -141,7 +141,7 @@ def test_an_iban_with_a_wrong_checksum_is_not_an_iban():
 
 @pytest.mark.django_db
 def test_the_governance_settings_choose_purposes_and_entities():
-    from config.models import GovernanceSettings
+    from core.models import GovernanceSettings
 
     assert all(redaction_enabled(p) for p in ("prompts", "logs", "training"))  # on by default
     settings = GovernanceSettings.load()
@@ -168,7 +168,7 @@ def test_the_analyzer_loads_offline_without_waiting_for_the_network(tmp_path):
         socket.socket.connect = refuse
         socket.getaddrinfo = lambda *args, **kwargs: refuse(None, *args)  # DNS comes first
         started = time.perf_counter()
-        from config.redaction import find_personal_data
+        from core.redaction import find_personal_data
         found = find_personal_data("Mail jane@example.co.uk", entities=["EMAIL_ADDRESS"])
         assert [f.text for f in found] == ["jane@example.co.uk"], found
         assert attempts == [], attempts
@@ -272,7 +272,7 @@ def test_log_records_lose_addresses_phones_and_ibans_but_keep_the_rest():
 @pytest.mark.django_db
 def test_log_redaction_follows_the_admins_setting(settings):
     from config.logfilters import redact_logs_enabled
-    from config.models import GovernanceSettings
+    from core.models import GovernanceSettings
 
     governance = GovernanceSettings.load()
     governance.redact_logs = False

@@ -11,7 +11,7 @@ The tables are explicit on purpose: an endpoint added without an entry fails
 decides who may use it. Public endpoints are listed as such; "own check" marks public routes that
 guard themselves (a token, a signature, loopback) and are checked on their own below.
 
-Roles (config/roles.py): knowledge (knowledge base), agent (live chats, email desk), editor
+Roles (core/roles.py): knowledge (knowledge base), agent (live chats, email desk), editor
 (studio), admin (governance, erasure, model versions), auditor (read only: audit log, model
 records). The Django admin (/admin/) is Django's own: is_staff plus model permissions.
 """
@@ -28,8 +28,8 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from config.api import api
-from config.models import ApiToken
-from config.roles import ADMIN, AGENT, ALL_ROLES, AUDITOR, EDITOR, KNOWLEDGE
+from core.models import ApiToken
+from core.roles import ADMIN, AGENT, ALL_ROLES, AUDITOR, EDITOR, KNOWLEDGE
 
 pytestmark = pytest.mark.django_db
 
@@ -200,7 +200,7 @@ def test_every_api_operation_has_a_policy():
 
 
 def test_every_websocket_route_has_a_policy():
-    from assistant.routing import websocket_urlpatterns
+    from assistant.chat.routing import websocket_urlpatterns
 
     assert {str(p.pattern) for p in websocket_urlpatterns} == set(WEBSOCKETS)
 

@@ -41,7 +41,7 @@ def test_home_page_loads_the_widget_with_one_script_tag(live_parley):
 
 
 def test_a_question_over_a_real_websocket_is_answered_with_a_source(live_parley):
-    from assistant.visitors import issue_token
+    from assistant.chat.visitors import issue_token
 
     _, token = issue_token()  # whether or not the server accepts it, it must never be logged
     ws_url = live_parley.url.replace("http", "ws") + f"/ws/chat/?visitor={token}"

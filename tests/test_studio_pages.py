@@ -23,9 +23,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from config.roles import EDITOR
 from content.models import Brief, Comment, ContentImage, ContentItem, Revision, StateChange
 from content.review import snapshot
+from core.roles import EDITOR
 from tests.conftest import _user
 
 pytestmark = pytest.mark.django_db

@@ -477,8 +477,8 @@ async def _resumed_conversation_with_an_answer(
 ) -> tuple[str, str]:
     """A conversation of this visitor with one stored answer (made in the database: the model is
     not what these tests are about), resumed on the socket."""
+    from assistant.chat.visitors import read_token
     from assistant.models import Conversation, Message
-    from assistant.visitors import read_token
 
     conversation = await Conversation.objects.acreate(visitor=read_token(token_frame["token"]))
     answer = await Message.objects.acreate(conversation=conversation, role=Message.Role.ASSISTANT, text="Hi.")

@@ -15,8 +15,9 @@ from ninja import Body, Query, Router, Schema, Status
 
 from assistant.desk import present, review
 from assistant.desk.review import ReviewError
-from config.api import ApiError, require_role
-from config.roles import AGENT
+from core.auth import require_api_role
+from core.errors import DomainError
+from core.roles import AGENT
 
 router = Router(tags=["email desk"])
 
@@ -46,25 +47,25 @@ class ReassignIn(Schema):
 
 
 def _ticket(request: HttpRequest, ticket_id: str):
-    require_role(request, AGENT)
+    require_api_role(request, AGENT)
     try:
         return review.get_ticket(ticket_id)
     except ReviewError as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from exc
+        raise DomainError(exc.code, exc.message, exc.status) from exc
 
 
 def _decide(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except ReviewError as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from exc
+        raise DomainError(exc.code, exc.message, exc.status) from exc
 
 
 @router.get("/tickets", summary="Tickets by priority and age, optionally of one status")
 def list_tickets(request: HttpRequest, filters: Query[TicketFilter]) -> dict[str, Any]:
-    require_role(request, AGENT)
+    require_api_role(request, AGENT)
     if filters.status is not None and filters.status not in present.STATUSES:
-        raise ApiError(400, "bad_status", f"status must be one of: {', '.join(present.STATUSES)}.")
+        raise DomainError("bad_status", f"status must be one of: {', '.join(present.STATUSES)}.", 400)
     limit, offset = min(max(filters.limit, 1), 200), max(filters.offset, 0)
     tickets = present.queue(filters.status)
     return {
@@ -119,5 +120,5 @@ def reassign(request: HttpRequest, ticket_id: str, payload: ReassignIn) -> dict[
     if payload.agent:
         assignee = get_user_model().objects.filter(username=payload.agent).first()
         if assignee is None:
-            raise ApiError(400, "unknown_agent", "No such agent.")
+            raise DomainError("unknown_agent", "No such agent.", 400)
     return present.summary(_decide(review.reassign, ticket, request.user, assignee))

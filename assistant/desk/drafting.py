@@ -19,11 +19,11 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
-from assistant.actions import citation_items, offers_person
-from assistant.guard import AnswerGuard, carries_instructions, screen_hits, source_links
+from answers.guard import AnswerGuard, carries_instructions, screen_hits, source_links
+from answers.prompts import DRAFT_INSTRUCTIONS, DRAFT_TEMPLATE_VERSION, fit_answer_messages, redact_turns
+from assistant.chat.actions import citation_items, offers_person
 from assistant.models import Draft, MailMessage, Ticket
-from assistant.prompts import DRAFT_INSTRUCTIONS, DRAFT_TEMPLATE_VERSION, fit_answer_messages, redact_turns
-from config.redaction import restore
+from core.redaction import restore
 from inference.actions import version_for_key
 from inference.base import GenerationParams, InferenceError, InputTooLong, ModelBusy, ModelUnavailable
 from inference.services import get_text_generator

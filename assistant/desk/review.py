@@ -20,8 +20,8 @@ from django.utils import timezone
 
 from assistant.desk import drafting, outbound, triage
 from assistant.models import Draft, OutboundMail, Ticket, TicketEvent, TrainingExample
-from config.roles import AGENT, has_role
-from config.transitions import TransitionRefused, run_transition
+from core.roles import AGENT, has_role
+from core.transitions import TransitionRefused, run_transition
 
 log = logging.getLogger(__name__)
 

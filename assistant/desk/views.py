@@ -29,7 +29,7 @@ from django_fsm import can_proceed
 from assistant.desk import present, review
 from assistant.desk.review import ReviewError
 from assistant.models import Draft, InboundMail, Ticket
-from config.roles import AGENT, has_role
+from core.roles import AGENT, has_role
 
 PAGE_SIZE = 50
 # The queue opens on what waits for an agent; the other statuses follow in the model's order.

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import transaction
 
 from assistant.models import Message, TrainingExample
-from config.audit import record_audit
+from core.audit import record_audit
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ through the same gates, in this order, and each one that is left out says why:
    "you are now ...") is poison whoever approved it: training on it teaches the model to obey
    such text. The question may carry one (customers write anything); the answer may not.
 2. `personal_data_without_legal_basis`: text with personal data (names, email addresses, phone
-   numbers, IBANs, found by config/redaction.py) is used only once an admin has recorded the
+   numbers, IBANs, found by core/redaction.py) is used only once an admin has recorded the
    legal basis on the governance page; then it is redacted (placeholders such as <PERSON_1>,
    the same ones serving puts in prompts), never trained on in the clear.
 3. `duplicate` / `near_duplicate`: the same question and answer twice, or a question whose
@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from assistant.guard import carries_instructions
+from answers.guard import carries_instructions
+from answers.prompts import DRAFT_INSTRUCTIONS, INSTRUCTIONS, prompt_messages
 from assistant.models import TrainingExample
-from assistant.prompts import DRAFT_INSTRUCTIONS, INSTRUCTIONS, prompt_messages
 
 DEDUP_SIMILARITY = 0.95
 LEAK_SIMILARITY = 0.90
@@ -210,7 +210,7 @@ def _split_hash(question: str) -> float:
 def _redact_example(example: Example, known_names: list[str]) -> tuple[Example, int]:
     """The example with personal data in what the customer and agent wrote replaced by
     placeholders; the company's instructions and sources are left as they are."""
-    from config.redaction import redact, restore
+    from core.redaction import redact, restore
 
     mapping: dict[str, str] = {}
     found = 0
@@ -246,7 +246,7 @@ def _published(value: str, example: Example) -> bool:
     """Whether `value` is printed in the example's own sources or elsewhere in the knowledge
     base: the company's published details (its phone numbers and addresses), not a customer's
     personal data. (A person's data that reached the knowledge base is erased from it by
-    assistant/people.py; until then it is as public as the page it is on.)"""
+    governance/people.py; until then it is as public as the page it is on.)"""
     if any(value in m["content"] for m in example.messages if m["role"] == "system"):
         return True
     from retrieval.models import Chunk
@@ -255,7 +255,7 @@ def _published(value: str, example: Example) -> bool:
 
 
 def _personal_data(example: Example, known_names: list[str]) -> list[str]:
-    from config.redaction import find_personal_data
+    from core.redaction import find_personal_data
 
     texts = [m["content"] for m in example.messages if m["role"] != "system"] + [example.answer]
     return sorted(
@@ -277,8 +277,8 @@ def build_dataset(
     """Run the gates (module docstring) over `candidates` (newest first) and split them.
     `embed(texts) -> (n, dim) L2-normalised` finds near-duplicates and leaks; without it only
     exact duplicates are caught."""
-    from config.models import GovernanceSettings
-    from config.redaction import redaction_enabled
+    from core.models import GovernanceSettings
+    from core.redaction import redaction_enabled
 
     allowed = GovernanceSettings.load().personal_data_training_allowed
     redacting = redaction_enabled("training")

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from assistant.actions import says_it_does_not_know
+from assistant.chat.actions import says_it_does_not_know
 from assistant.learning.dataset import Example, cited_numbers
 from inference.base import GenerationParams, InferenceError
 
@@ -36,7 +36,7 @@ METRICS = ("answer_similarity", "citation_accuracy", "refusal_accuracy")
 
 
 def refuses(answer: str) -> bool:
-    # The same test the chat uses to offer a person under an answer (assistant/actions.py).
+    # The same test the chat uses to offer a person under an answer (assistant/chat/actions.py).
     return not answer or says_it_does_not_know(answer)
 
 

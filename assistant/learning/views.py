@@ -9,7 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from config.roles import ADMIN, AUDITOR, has_role, role_required
+from core.roles import ADMIN, AUDITOR, has_role, role_required
 from inference.actions import RegistryError, do_activate_model_version, do_rollback
 from inference.models import FineTuneRun, ModelEvent, ModelVersion
 

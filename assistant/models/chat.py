@@ -57,7 +57,7 @@ class Conversation(ConcurrentTransitionMixin, models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     collection = models.SlugField(max_length=64, default="default")
     site = models.ForeignKey(Site, null=True, blank=True, on_delete=models.SET_NULL)
-    # The visitor's id from their signed token (assistant/visitors.py): only they may resume it.
+    # The visitor's id from their signed token (assistant/chat/visitors.py): only they may resume it.
     visitor = models.CharField(max_length=36, blank=True, db_index=True)
     status = FSMField(max_length=16, choices=Status.choices, default=Status.BOT)
     agent = models.ForeignKey(
@@ -133,7 +133,7 @@ class Message(models.Model):
 
 class PinnedAnswer(models.Model):
     """An approved answer to a question, returned as written instead of a generated one when a
-    visitor asks it or a paraphrase of it (matched by embedding similarity, assistant/pinned.py)."""
+    visitor asks it or a paraphrase of it (matched by embedding similarity, assistant/chat/pinned.py)."""
 
     collection = models.SlugField(max_length=64, default="default")
     question = models.CharField(max_length=500)

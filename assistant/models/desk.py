@@ -13,7 +13,7 @@ from django.db import models
 from django.utils import timezone
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
-from config.transitions import DecisionRecord
+from core.transitions import DecisionRecord
 from inference.models import ModelVersion
 
 

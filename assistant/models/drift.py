@@ -1,4 +1,5 @@
-"""What visitors ask, as vectors, and the daily verdict on whether it has changed (assistant/drift.py)."""
+"""What visitors ask, as vectors, and the daily verdict on whether it has changed
+(assistant/insights/drift.py)."""
 
 from __future__ import annotations
 

@@ -6,12 +6,12 @@ from typing import Any
 
 from django import template
 
-from assistant.drift import latest_alerts
+from assistant.insights.drift import latest_alerts
 
 register = template.Library()
 
 
 @register.simple_tag
 def drift_alerts() -> list[dict[str, Any]]:
-    """The collections whose latest drift report alerts (see assistant/drift.py)."""
+    """The collections whose latest drift report alerts (see assistant/insights/drift.py)."""
     return latest_alerts()

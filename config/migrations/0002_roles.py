@@ -1,4 +1,4 @@
-"""Create the role groups (see config/roles.py)."""
+"""Create the role groups (see core/roles.py)."""
 
 from django.db import migrations
 

@@ -8,7 +8,7 @@ import json
 
 from django.core.management.base import BaseCommand
 
-from assistant.drift import check_drift, report_dict
+from assistant.insights.drift import check_drift, report_dict
 
 
 class Command(BaseCommand):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from assistant.answer_eval import AnswerEvalError, evaluate, load_squad
+from assistant.chat.evaluation import AnswerEvalError, evaluate, load_squad
 
 
 class Command(BaseCommand):
@@ -16,7 +16,7 @@ class Command(BaseCommand):
         "collection, ask each question through the chat answer path as a new visitor, and print "
         "fact, cite, decline, false_decline, unsupported, baseline_fact (the top hit's sentence "
         "sharing most words with the question), median_words, question counts and seconds per "
-        "answer as one JSON object (see assistant/answer_eval.py). The collection, its documents, "
+        "answer as one JSON object (see assistant/chat/evaluation.py). The collection, its documents, "
         "index files and conversations are removed afterwards."
     )
 

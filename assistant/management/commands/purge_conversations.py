@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from assistant.privacy import purge_expired
+from assistant.chat.privacy import purge_expired
 
 
 class Command(BaseCommand):

@@ -58,7 +58,7 @@ class Command(BaseCommand):
 
             smtp = start_listener()
         if not no_warmup:
-            from assistant.views import warmth
+            from assistant.chat.views import warmth
 
             warmth.start()  # before the server listens: no instant where it looks ready but is cold
             threading.Thread(target=self._warm_up, name="parley-warmup", daemon=True).start()
@@ -139,8 +139,8 @@ class Command(BaseCommand):
                 worker.wait()
 
     def _warm_up(self) -> None:
-        from assistant.views import warmth
-        from config.redaction import get_analyzer
+        from assistant.chat.views import warmth
+        from core.redaction import get_analyzer
         from inference.services import get_embedder, get_text_generator
 
         for model, load in (

@@ -1,0 +1,127 @@
+"""The agents' console websocket, `/ws/console/`: the live queue and the conversations an agent
+has open. Staff with the agent role only (session login; the ASGI stack checks the Origin is the
+Parley host itself).
+
+Client → server: {"type": "open", "conversation": id} (history, then its live frames),
+{"type": "claim" | "hand_back" | "close", "conversation": id},
+{"type": "reply", "conversation": id, "text": "..."}.
+Server → client: {"type": "queue", "conversations": [...]} on connect, {"type": "changed",
+"conversation": {...}} whenever one enters, leaves or changes state, {"type": "history", ...},
+the conversation frames the visitor also gets (handoff, agent_message) plus `visitor_message`
+and the bot's stored answers, and {"type": "error", "code", "message"}.
+
+Every frame counts against the agent's CHAT_CONSOLE_FRAMES_PER_MINUTE; bad ones get an `error`
+frame and the socket stays open, as on the visitors' socket.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from assistant.chat import handoff
+from assistant.chat.consumers import message_text, parse_frame
+from assistant.chat.errors import ChatError
+from assistant.chat.limits import check_rate
+from assistant.models import Conversation
+from core.roles import AGENT, has_role
+
+log = logging.getLogger(__name__)
+
+
+@sync_to_async
+def _queue() -> list[dict[str, Any]]:
+    live = Conversation.objects.filter(
+        status__in=[Conversation.Status.QUEUED, Conversation.Status.AGENT]
+    ).select_related("agent", "site")
+    return [handoff.summary(c) for c in live.order_by("handoff_at")]
+
+
+@sync_to_async
+def _open(conversation_id: Any) -> dict[str, Any]:
+    conversation = handoff._get(conversation_id)
+    state = handoff.state_frame(conversation)
+    return {
+        "type": "history",
+        "conversation": handoff.summary(conversation),
+        "state": state["state"],
+        "messages": handoff.history(conversation),
+    }
+
+
+class ConsoleConsumer(AsyncWebsocketConsumer):
+    async def connect(self) -> None:
+        self.user = self.scope.get("user")
+        self.groups_joined: set[str] = set()
+        self.admitted = False
+        if not await sync_to_async(has_role)(self.user, AGENT):
+            await self.close(code=4001)  # not logged in as an agent: refused before accept
+            return
+        await self.accept()
+        self.admitted = True
+        await self.channel_layer.group_add(handoff.CONSOLE_GROUP, self.channel_name)
+        self.groups_joined.add(handoff.CONSOLE_GROUP)
+        await self.send_json({"type": "queue", "conversations": await _queue(), "me": self.user.pk})
+
+    async def disconnect(self, code: int) -> None:
+        for group in self.groups_joined:
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def send_json(self, payload: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps(payload))
+
+    async def console_changed(self, event: dict[str, Any]) -> None:
+        await self.send_json({"type": "changed", "conversation": event["conversation"]})
+
+    async def chat_frame(self, event: dict[str, Any]) -> None:
+        await self.send_json(event["frame"])
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if not self.admitted:
+            return
+        try:
+            await sync_to_async(check_rate, thread_sensitive=False)("console", agent=str(self.user.pk))
+            frame = parse_frame(text_data, bytes_data)
+            await self._dispatch(frame)
+        except ChatError as exc:
+            await self.send_json(exc.frame())
+        except Exception:
+            log.exception("event=console_frame_failed")  # a bug must not cost the agent the socket
+            await self.send_json(
+                ChatError("internal_error", "Something went wrong; please try again.").frame()
+            )
+
+    async def _follow(self, conversation: str) -> None:
+        group = handoff.conversation_group(conversation)
+        await self.channel_layer.group_add(group, self.channel_name)
+        self.groups_joined.add(group)
+
+    async def _dispatch(self, frame: dict[str, Any]) -> None:
+        kind, conversation = frame.get("type"), frame.get("conversation")
+        if not isinstance(conversation, str):
+            raise ChatError("unknown_conversation", "That conversation does not exist.")
+        if kind == "open":
+            opened = await _open(conversation)
+            await self._follow(conversation)
+            await self.send_json(opened)
+        elif kind == "claim":
+            await handoff.claim(conversation, self.user)
+        elif kind == "hand_back":
+            await handoff.hand_back(conversation, self.user)
+        elif kind == "close":
+            await handoff.close(conversation, self.user)
+        elif kind == "reply":
+            text = message_text(frame.get("text"))
+            message = await handoff.agent_reply(conversation, self.user, text)
+            if handoff.conversation_group(conversation) not in self.groups_joined:
+                # Replied without opening it (a script, a stale tab): the agent still gets their
+                # message back as the conversation's followers do, so every frame has an answer.
+                await self.send_json(handoff.agent_message_frame(message, self.user))
+        else:
+            raise ChatError(
+                "unknown_type", "Unknown frame type; expected open, claim, reply, hand_back or close."
+            )

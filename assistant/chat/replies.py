@@ -1,0 +1,116 @@
+"""Answers the model is not asked for: pinned answers (assistant/chat/pinned.py), small talk, and a
+polite decline when the knowledge base has nothing relevant (out of scope: the best passage's
+embedding similarity is below CHAT_MIN_RELEVANCE). Each is stored like a generated answer, with
+`prompt_template` saying which rule wrote it."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from assistant.models import Conversation, Message, PinnedAnswer
+from retrieval.search import Hit
+
+_GREETING = re.compile(
+    r"^\W*(hi|hello|hey|good (morning|afternoon|evening)|hallo|guten tag|bonjour|salut)( there)?\W*$", re.I
+)
+_THANKS = re.compile(
+    r"^\W*(thanks?( you)?( so much| a lot| very much)?|cheers|danke( sch(ö|oe)n)?|merci( beaucoup)?)\W*$",
+    re.I,
+)
+
+CANNED = {
+    "greeting": {
+        "en": "Hello! What can I help you with?",
+        "de": "Hallo! Wobei kann ich Ihnen helfen?",
+        "fr": "Bonjour ! Comment puis-je vous aider ?",
+    },
+    "thanks": {
+        "en": "You're welcome! Is there anything else I can help with?",
+        "de": "Gern geschehen! Kann ich sonst noch helfen?",
+        "fr": "Avec plaisir ! Puis-je vous aider pour autre chose ?",
+    },
+    "decline": {
+        "en": "Sorry, I can only help with questions about our products and services, and I found "
+        "nothing about that in our help pages. Would you like to talk to a person?",
+        "de": "Entschuldigung, ich kann nur Fragen zu unseren Produkten und Leistungen beantworten, "
+        "und dazu habe ich in unseren Hilfeseiten nichts gefunden. Möchten Sie mit einer Person sprechen?",
+        "fr": "Désolé, je ne peux répondre qu'aux questions sur nos produits et services, et nos pages "
+        "d'aide n'en parlent pas. Voulez-vous parler à une personne ?",
+    },
+}
+
+
+def canned_kind(question: str, hits: list[Hit]) -> str | None:
+    """ "greeting", "thanks" or "decline" when the model should not be asked; None otherwise."""
+    if _GREETING.match(question):
+        return "greeting"
+    if _THANKS.match(question):
+        return "thanks"
+    dense = [h.dense_score for h in hits if h.dense_score is not None]
+    if not hits or (dense and max(dense) < settings.CHAT_MIN_RELEVANCE):
+        return "decline"
+    return None
+
+
+async def canned_answer(conversation: Conversation, kind: str, hits: list[Hit], started: float):
+    language = conversation.site.language if conversation.site and conversation.site.language else "en"
+    text = CANNED[kind].get(language, CANNED[kind]["en"])
+    retrieved = [{"chunk": h.chunk_id, "score": round(h.score, 4)} for h in hits]
+    async for event in fixed_answer(
+        conversation, text, [], f"canned:{kind}", retrieved, started, offer_person=kind == "decline"
+    ):
+        yield event
+
+
+async def pinned_answer(conversation: Conversation, pinned: PinnedAnswer, score: float, started: float):
+    """A curated answer, as written, with its source."""
+    citations = []
+    if pinned.source_title or pinned.source_url:
+        citations = [
+            {
+                "n": 1,
+                "title": pinned.source_title or pinned.source_url,
+                "url": pinned.source_url,
+                "section": "",
+                "snippet": "",
+            }
+        ]
+    retrieved = [{"pinned": pinned.pk, "score": round(score, 4)}]
+    async for event in fixed_answer(
+        conversation, pinned.answer, citations, f"pinned:{pinned.pk}", retrieved, started
+    ):
+        yield event
+
+
+async def fixed_answer(
+    conversation: Conversation,
+    text: str,
+    citations: list[dict[str, Any]],
+    template: str,
+    retrieved: list[dict[str, Any]],
+    started: float,
+    *,
+    offer_person: bool = False,
+):
+    from assistant.chat.actions import AnswerEvent  # the event type of the one answer path
+
+    yield AnswerEvent("token", {"text": text})
+    message = await sync_to_async(Message.objects.create)(
+        conversation=conversation,
+        role=Message.Role.ASSISTANT,
+        text=text,
+        prompt_template=template,
+        retrieved=retrieved,
+        citations=citations,
+        latency_ms=round((time.perf_counter() - started) * 1000),
+        finish_reason=template.split(":", 1)[0],
+        unanswered=offer_person,
+    )
+    await Conversation.objects.filter(pk=conversation.pk).aupdate(updated_at=message.created_at)
+    yield AnswerEvent("citations", {"items": citations})
+    yield AnswerEvent("done", {"message": str(message.pk), "handoff": offer_person})

@@ -1,0 +1,13 @@
+from django.contrib import admin
+
+from core.models import ApiToken
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ("prefix", "user", "name", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = ("prefix", "created_at", "last_used_at")
+    exclude = ("token_hash",)
+
+    def has_add_permission(self, request) -> bool:
+        return False  # tokens are made with `manage.py create_api_token`, which shows them once
