@@ -6,6 +6,7 @@ overrides. The API, the studio pages and the generation task all call these.
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 from typing import Any
 
@@ -15,14 +16,13 @@ from django_fsm import can_proceed
 from slugify import slugify
 
 from content.models import TEXT_FIELDS, Comment, ContentItem, Revision, StateChange
+from core import transitions
+from core.errors import DomainError
 from core.roles import EDITOR, has_role
-from core.transitions import TransitionRefused, run_transition
 
 
-class StudioError(Exception):
-    def __init__(self, code: str, message: str, status: int = 409) -> None:
-        super().__init__(message)
-        self.code, self.message, self.status = code, message, status
+class StudioError(DomainError):
+    default_status = 409
 
 
 LIMITS = {"title": 300, "meta_title": 300, "meta_description": 500, "slug": 200, "intro": 20_000}
@@ -157,25 +157,18 @@ def save_fields(
 def move(
     item: ContentItem, name: str, *, user=None, reason: str = "", data: dict | None = None
 ) -> ContentItem:
-    def record(before: str) -> None:
-        StateChange.objects.create(
-            item=item,
-            action=name,
-            from_state=before,
-            to_state=item.state,
-            user=user,
-            reason=reason,
-            data=data or {},
-        )
-
-    try:
-        run_transition(item, name, "state", record)
-    except TransitionRefused as exc:
-        if exc.lost_race:
-            raise StudioError("conflict", f"Someone else moved this item first (now {exc.current}).") from exc
-        state = exc.current.replace("_", " ")
-        raise StudioError("conflict", f"An item that is {state} cannot {name.replace('_', ' ')}.") from exc
-    return item
+    return transitions.move(
+        item,
+        name,
+        field="state",
+        record=functools.partial(StateChange.objects.create, item=item),
+        error=StudioError,
+        lost_race="Someone else moved this item first (now {current}).",
+        refused="An item that is {state} cannot " + name.replace("_", " ") + ".",
+        user=user,
+        reason=reason,
+        data=data,
+    )
 
 
 TRANSITIONS = {

@@ -9,11 +9,16 @@ transaction usable. `DecisionRecord` is the shape of those records: who did what
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 from django_fsm import ConcurrentTransition, can_proceed
+
+from core.errors import DomainError
+
+M = TypeVar("M", bound=models.Model)
 
 
 class TransitionRefused(Exception):
@@ -39,6 +44,41 @@ def run_transition(obj: models.Model, name: str, field: str, record: Callable[[s
         obj.refresh_from_db()
         raise TransitionRefused(getattr(obj, field), lost_race=True) from exc
     return before
+
+
+def move(
+    obj: M,
+    name: str,
+    *,
+    field: str,
+    record: Callable[..., object],
+    error: type[DomainError],
+    lost_race: str,
+    refused: str,
+    user: object = None,
+    reason: str = "",
+    data: dict[str, object] | None = None,
+) -> M:
+    """Transition `name` of `obj` with its DecisionRecord: `record(action=, from_<field>=,
+    to_<field>=, user=, reason=, data=)` creates the row (a bound `objects.create`). A refusal
+    raises `error("conflict", ...)` with `lost_race` or `refused` formatted with `current` (the
+    state now) and `state` (the same, in words)."""
+
+    def write(before: str) -> None:
+        record(
+            action=name,
+            **{f"from_{field}": before, f"to_{field}": getattr(obj, field)},
+            user=user,
+            reason=reason,
+            data=data or {},
+        )
+
+    try:
+        run_transition(obj, name, field, write)
+    except TransitionRefused as exc:
+        words = {"current": exc.current, "state": exc.current.replace("_", " ")}
+        raise error("conflict", (lost_race if exc.lost_race else refused).format(**words)) from exc
+    return obj
 
 
 class DecisionRecord(models.Model):

@@ -9,6 +9,7 @@ TicketEvent with who, when and why.
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import timedelta
 from typing import Any
@@ -20,42 +21,32 @@ from django.utils import timezone
 
 from assistant.desk import drafting, outbound, triage
 from assistant.models import Draft, OutboundMail, Ticket, TicketEvent, TrainingExample
+from core import transitions
+from core.errors import DomainError
 from core.roles import AGENT, has_role
-from core.transitions import TransitionRefused, run_transition
 
 log = logging.getLogger(__name__)
 
 SWEEP_BATCH = 100  # tickets handled per sweep (beat runs it every 30 s)
 
 
-class ReviewError(Exception):
-    def __init__(self, code: str, message: str, status: int = 409) -> None:
-        super().__init__(message)
-        self.code, self.message, self.status = code, message, status
+class ReviewError(DomainError):
+    default_status = 409
 
 
 def move(ticket: Ticket, name: str, *, user=None, reason: str = "", data: dict | None = None) -> Ticket:
-    def record(before: str) -> None:
-        TicketEvent.objects.create(
-            ticket=ticket,
-            action=name,
-            from_status=before,
-            to_status=ticket.status,
-            user=user,
-            reason=reason,
-            data=data or {},
-        )
-
-    try:
-        run_transition(ticket, name, "status", record)
-    except TransitionRefused as exc:
-        if exc.lost_race:
-            raise ReviewError(
-                "conflict", f"Someone else changed this ticket first (now {exc.current})."
-            ) from exc
-        state = exc.current.replace("_", " ")
-        raise ReviewError("conflict", f"A ticket that is {state} cannot be {_VERBS[name]}.") from exc
-    return ticket
+    return transitions.move(
+        ticket,
+        name,
+        field="status",
+        record=functools.partial(TicketEvent.objects.create, ticket=ticket),
+        error=ReviewError,
+        lost_race="Someone else changed this ticket first (now {current}).",
+        refused="A ticket that is {state} cannot be " + _VERBS[name] + ".",
+        user=user,
+        reason=reason,
+        data=data,
+    )
 
 
 _VERBS = {
