@@ -55,9 +55,15 @@ test: export DEBUG ?= 1
 test: setup browser mailserver
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Lint and format, the layering as import contracts (pyproject.toml: layers, only inference/
+# imports the model libraries, no cycles inside a package), strict types on core/, answers/,
+# inference/ and retrieval/, and no model change without its migration.
+check: export DEBUG ?= 1
 check: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/python manage.py makemigrations --check --dry-run
 
 clean:

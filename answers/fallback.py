@@ -1,18 +1,31 @@
-"""When the model fails the visitor: a fixed reply and a person, never a hang.
+"""When the model fails: a fixed reply and a person, never a hang.
 
-`watched` wraps a generation's delta iterator so that a model giving no token for
-CHAT_MODEL_STALL_SECONDS (the first included: a queue that never admits the request looks the
-same to the visitor), or still going CHAT_ANSWER_TIMEOUT_SECONDS after it started, raises an
-InferenceError like any other model failure; `stream_answer` (assistant/chat/actions.py) then sends
-`fallback_text` and hands the conversation to a person.
+`watched` wraps a generation's delta iterator so that a model giving no token for `stall`
+seconds (the first included: a queue that never admits the request looks the same to the
+reader), or still going `timeout` seconds after it started, raises an InferenceError like any
+other model failure; the answer path (answers/generate.py) then ends the answer with `failure`
+set, and its caller falls back: the chat sends `fallback_text` and hands the conversation to a
+person, the desk files a flagged empty draft, the studio marks the step failed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
-from inference.base import Generation, InferenceError, ModelBusy, ModelUnavailable
+from inference.base import (
+    ChatMessage,
+    Generation,
+    GenerationParams,
+    InferenceError,
+    ModelBusy,
+    ModelUnavailable,
+    TextGenerator,
+)
+from inference.services import get_text_generator
+
+log = logging.getLogger(__name__)
 
 # In the site's language, like the canned answers (assistant/chat/replies.py).
 FALLBACK = {
@@ -24,37 +37,41 @@ FALLBACK = {
     "quelqu'un vous répondra ici.",
 }
 
-
-class ModelStalled(InferenceError):
-    code = "model_stalled"
-    message = "The model stopped producing text."
-
-
-class AnswerTimedOut(InferenceError):
-    code = "answer_timeout"
-    message = "The answer took too long."
+# Why the watch cut a generation off: (InferenceError code, message), by finish reason.
+_CUT_OFF = {
+    "stalled": ("model_stalled", "The model stopped producing text."),
+    "timeout": ("answer_timeout", "The answer took too long."),
+}
 
 
-def fallback_text(conversation) -> str:
-    language = conversation.site.language if conversation.site and conversation.site.language else "en"
-    return FALLBACK.get(language, FALLBACK["en"])
+class CutOff(InferenceError):
+    """The watch stopped the model: `reason` is "stalled" (no token for the stall limit) or
+    "timeout" (still going at the answer limit)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        code, message = _CUT_OFF[reason]
+        super().__init__(message, code=code)
+
+
+def fallback_text(language: str | None) -> str:
+    """The fixed reply in `language` (a site's), English where there is none for it."""
+    return FALLBACK.get(language or "en", FALLBACK["en"])
 
 
 def finish_reason(error: InferenceError) -> str:
-    """Why the answer was replaced, in Message.finish_reason's 16 characters."""
-    if isinstance(error, ModelStalled):
-        return "stalled"
-    if isinstance(error, AnswerTimedOut):
-        return "timeout"
+    """Why the answer was replaced, in the 16 characters of a stored finish_reason."""
+    if isinstance(error, CutOff):
+        return error.reason
     if isinstance(error, ModelBusy):
         return "busy"
     return "error"
 
 
 async def watched(deltas: AsyncIterator[str], *, stall: float, timeout: float) -> AsyncIterator[str]:
-    """`deltas`, raising ModelStalled when the next one takes longer than `stall` seconds and
-    AnswerTimedOut when they are still coming `timeout` seconds from now. Closing this closes
-    `deltas` (which frees the model)."""
+    """`deltas`, raising CutOff("stalled") when the next one takes longer than `stall` seconds
+    and CutOff("timeout") when they are still coming `timeout` seconds from now. Closing this
+    closes `deltas` (which frees the model)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     try:
@@ -68,27 +85,28 @@ async def watched(deltas: AsyncIterator[str], *, stall: float, timeout: float) -
                 return
             except TimeoutError as exc:
                 # The timeout cancelled the model's pending step; the finally closes it for good.
-                if limit < stall:
-                    raise AnswerTimedOut() from exc
-                raise ModelStalled() from exc
+                raise CutOff("timeout" if limit < stall else "stalled") from exc
             yield delta
     finally:
-        await deltas.aclose()
+        aclose = getattr(deltas, "aclose", None)  # an async generator's, or a backend's own
+        if aclose is not None:
+            await aclose()
 
 
-class UnavailableGenerator:
+class UnavailableGenerator(TextGenerator):
     """Stands in for a text generator that could not be built (its files missing, out of
-    memory): every stream fails at once with ModelUnavailable, so the visitor gets the same
-    fallback and person as for any other model failure."""
+    memory): every generation fails at once with ModelUnavailable, so the reader gets the same
+    fallback as for any other model failure."""
+
+    model_version = "unavailable"
 
     def __init__(self, error: BaseException) -> None:
         self.error = error
 
-    @staticmethod
-    def count_tokens(text: str) -> int:
+    def count_tokens(self, text: str) -> int:
         return len(text) // 4 + 1  # only trims the prompt that is never sent
 
-    def stream(self, messages, params) -> Generation:
+    def stream(self, messages: list[ChatMessage], params: GenerationParams) -> Generation:
         async def fail() -> AsyncIterator[str]:
             raise ModelUnavailable(f"The model could not be loaded ({self.error.__class__.__name__}).")
             yield ""  # pragma: no cover - makes this an async generator
@@ -96,3 +114,14 @@ class UnavailableGenerator:
         generation = Generation()
         generation.deltas = fail()
         return generation
+
+
+def load_generator() -> TextGenerator:
+    """The text generator (built once per process), or a stand-in whose every generation fails:
+    a model that cannot be loaded ends in the caller's fallback, not a crash. Blocking the
+    first time (seconds): from an event loop, call it through sync_to_async."""
+    try:
+        return get_text_generator()
+    except Exception as exc:  # noqa: BLE001 - any load failure is the fallback's, and logged
+        log.exception("event=text_generator_unavailable")
+        return UnavailableGenerator(exc)

@@ -202,7 +202,8 @@ def carries_instructions(text: str) -> bool:
 
 def screen_hits(hits: list[Hit]) -> tuple[list[Hit], list[Hit]]:
     """(kept, excluded): passages that address the model are kept out of the prompt."""
-    kept, excluded = [], []
+    kept: list[Hit] = []
+    excluded: list[Hit] = []
     for hit in hits:
         (excluded if carries_instructions(hit.text) else kept).append(hit)
     return kept, excluded

@@ -10,7 +10,6 @@ from assistant.models import (
     MailMessage,
     Message,
     OutboundMail,
-    PinnedAnswer,
     Site,
     Ticket,
     TrainingExample,
@@ -43,20 +42,6 @@ class FeedbackAdmin(admin.ModelAdmin):
 class SiteAdmin(admin.ModelAdmin):
     list_display = ("name", "key", "collection", "language")
     search_fields = ("name", "key")
-
-
-@admin.register(PinnedAnswer)
-class PinnedAnswerAdmin(admin.ModelAdmin):
-    """Curated answers; whoever saves one is recorded as its approver."""
-
-    list_display = ("question", "collection", "active", "approved_by", "updated_at")
-    list_filter = ("active", "collection")
-    search_fields = ("question", "paraphrases", "answer")
-    readonly_fields = ("approved_by", "created_at", "updated_at")
-
-    def save_model(self, request, obj, form, change):
-        obj.approved_by = request.user
-        super().save_model(request, obj, form, change)
 
 
 class MailMessageInline(admin.StackedInline):

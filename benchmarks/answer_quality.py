@@ -36,7 +36,7 @@ def main() -> None:
     from answers.prompts import build_answer_messages, number_sources
     from inference.base import GenerationParams
     from inference.services import get_text_generator
-    from retrieval.actions import do_ingest_path
+    from retrieval.actions.ingest import do_ingest_path
     from retrieval.models import Document
     from retrieval.search import search
 

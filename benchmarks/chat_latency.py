@@ -110,7 +110,7 @@ def demo_questions(args) -> None:
 
     from answers.prompts import build_answer_messages, number_sources
     from inference.runtime import model_thread
-    from retrieval.actions import do_ingest_path
+    from retrieval.actions.ingest import do_ingest_path
     from retrieval.search import search
 
     do_ingest_path(REPO / "demo")

@@ -26,7 +26,7 @@ def main() -> None:
     from content.images import queue_images, render
     from content.models import Brief, ContentItem
     from inference.services import get_embedder, get_image_generator, get_text_generator
-    from retrieval.actions import do_ingest_path
+    from retrieval.actions.ingest import do_ingest_path
 
     do_ingest_path(REPO / "demo")
     get_text_generator(), get_embedder()  # loaded before the clock starts, as on a running server

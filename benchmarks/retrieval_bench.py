@@ -55,7 +55,7 @@ def ingestion(args) -> np.ndarray:
     from inference.prepare import embedding_model_path
     from inference.runtime import model_thread
     from inference.services import get_embedder
-    from retrieval.actions import do_ingest_path
+    from retrieval.actions.ingest import do_ingest_path
     from retrieval.models import Chunk
 
     docs = passages(args.passages)

@@ -16,6 +16,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from assistant.chat.api import router as assistant_router
 from assistant.desk.api import router as desk_router
+from assistant.learning.api import router as learning_router
 from content.api import router as content_router
 from core.auth import BearerToken, StaffSession
 from core.errors import DomainError
@@ -108,5 +109,13 @@ def _unexpected(request, exc):
 
 
 # The order of the schema's sections.
-for _router in (retrieval_router, assistant_router, desk_router, people_router, content_router, audit_router):
+for _router in (
+    retrieval_router,
+    assistant_router,
+    learning_router,
+    desk_router,
+    people_router,
+    content_router,
+    audit_router,
+):
     api.add_router("/", _router)

@@ -86,6 +86,8 @@ class _LogSetting:
             return self.value
         self.reading.active = True
         try:
+            # Load order: Django configures logging before apps are loaded; core.redaction reads
+            # a model, so it is imported on the first record, not when logging is set up.
             from core.redaction import redaction_enabled
 
             self.value = redaction_enabled("logs")

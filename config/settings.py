@@ -12,8 +12,13 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+import django_stubs_ext
 
 from config.env import envbool, envchoice, envfloat, envint, envlist, envsecret, envstr
+
+# Generic Django classes (`ModelAdmin[Model]`, `QuerySet[Model]`) subscriptable at run time, as
+# the type checker sees them (mypy with django-stubs, `make check`).
+django_stubs_ext.monkeypatch()
 
 # Models are loaded from local files only; nothing may reach a model hub at run time.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -67,6 +72,7 @@ INSTALLED_APPS = [
     "config",
     "inference",
     "retrieval",
+    "answers",
     "assistant",
     "content",
     "governance",
@@ -231,7 +237,7 @@ INFERENCE_PREFILL_BUDGET = envint("INFERENCE_PREFILL_BUDGET", 512, minimum=1)
 # Prompt tokens of shared prefixes (leading system messages) whose keys/values are kept for reuse,
 # all together; 0 turns the prefix cache off. SmolLM2 needs 22.5 KiB per token in bf16 (45 in float32).
 INFERENCE_PREFIX_CACHE_TOKENS = envint("INFERENCE_PREFIX_CACHE_TOKENS", 4096, minimum=0)
-# Images (inference/images.py): the built-in pipeline's output is noise-like, not meaningful.
+# Images (inference/images/): the built-in pipeline's output is noise-like, not meaningful.
 IMAGE_MAX_SIDE = envint("IMAGE_MAX_SIDE", 1024, minimum=64)
 IMAGE_MAX_STEPS = envint("IMAGE_MAX_STEPS", 50, minimum=1)
 # The model's own safety checker (where it has one, e.g. Stable Diffusion 1.x): on by default;
@@ -313,6 +319,10 @@ CHAT_RETENTION_DAYS = envint("CHAT_RETENTION_DAYS", 180, minimum=1)
 # waiting: they get a fixed reply and a person (answers/fallback.py).
 CHAT_MODEL_STALL_SECONDS = envfloat("CHAT_MODEL_STALL_SECONDS", 20.0)
 CHAT_ANSWER_TIMEOUT_SECONDS = envfloat("CHAT_ANSWER_TIMEOUT_SECONDS", 60.0)
+# The same watch for work nobody waits for at a screen (a desk draft, an article part, answers/):
+# wider, since it may queue behind chat traffic and runs longer, but a worker never hangs.
+ANSWER_BACKGROUND_STALL_SECONDS = envfloat("ANSWER_BACKGROUND_STALL_SECONDS", 120.0)
+ANSWER_BACKGROUND_TIMEOUT_SECONDS = envfloat("ANSWER_BACKGROUND_TIMEOUT_SECONDS", 600.0)
 
 # --- Monitoring (assistant/insights/metrics.py, assistant/insights/drift.py) ---------------------
 # GET /metrics (Prometheus): with a token, only `Authorization: Bearer <token>`; without one,
@@ -415,7 +425,7 @@ CONTENT_IMAGE_STEPS = envint("CONTENT_IMAGE_STEPS", 4, minimum=1)
 # Size presets (width, height), within IMAGE_MAX_SIDE and multiples of 8: a 1.91:1 social card
 # (1200x630 when scaled), a square and a 16:9 picture.
 CONTENT_IMAGE_PRESETS = {"social": (1024, 536), "square": (768, 768), "landscape": (1024, 576)}
-# Overrides of the SEO and quality checks' thresholds (content/checks.py), e.g. {"min_words": 600}.
+# Overrides of the SEO and quality checks' thresholds (content/checks/), e.g. {"min_words": 600}.
 CONTENT_CHECKS: dict = {}
 # The CMS webhook: a published item is posted here as JSON, signed with HMAC-SHA256 under
 # CONTENT_WEBHOOK_SECRET (header X-Parley-Signature: t=<unix time>,v1=<hex of "t.body">).

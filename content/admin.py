@@ -1,6 +1,15 @@
 from django.contrib import admin
 
-from content.models import Brief, Comment, ContentImage, ContentItem, Revision, StateChange, WebhookDelivery
+from content.models import (
+    Brief,
+    Comment,
+    ContentImage,
+    ContentItem,
+    Regeneration,
+    Revision,
+    StateChange,
+    WebhookDelivery,
+)
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -53,6 +62,12 @@ class CommentAdmin(admin.ModelAdmin):
 class ContentImageAdmin(admin.ModelAdmin):
     list_display = ("item", "slot", "status", "width", "height", "chosen", "rejected", "meaningful")
     list_filter = ("status", "chosen")
+
+
+@admin.register(Regeneration)
+class RegenerationAdmin(admin.ModelAdmin):
+    list_display = ("item", "part", "status", "requested_by", "revision", "created_at", "finished_at")
+    list_filter = ("status",)
 
 
 @admin.register(WebhookDelivery)

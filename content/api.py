@@ -1,20 +1,23 @@
 """Content studio API: briefs in, reviewed articles out. Staff with the editor role.
 
 Edits carry the revision they started from (a newer one is a 409 `edit_conflict`); state moves
-go through content/review.py's `transition`, which only a named editor can make."""
+go through content/review.py's `transition`, which only a named editor can make. The services'
+refusals (StudioError, ExportError) are DomainErrors: config/api.py's one handler answers them."""
 
 from __future__ import annotations
 
 from datetime import date
 from typing import Any, Literal
 
+from django.contrib.auth import get_user_model
 from django.db.models import Q
 from django.http import FileResponse, HttpRequest, HttpResponse
 from ninja import Field, Query, Router, Schema, Status
 
-from content import images, present, review
-from content.models import ContentImage, ContentItem
-from content.review import StudioError
+from content import export as exporters
+from content import images, present, regeneration, review, webhooks
+from content.briefs import create_brief as create
+from content.models import ContentImage, ContentItem, WebhookDelivery
 from core.auth import require_api_role
 from core.errors import DomainError
 from core.roles import EDITOR
@@ -69,26 +72,17 @@ class AssignIn(Schema):
     due_date: date | None = None
 
 
-def _call(fn, *args, **kwargs):
-    try:
-        return fn(*args, **kwargs)
-    except StudioError as exc:
-        raise DomainError(exc.code, exc.message, exc.status) from exc
-
-
 def _item(request: HttpRequest, item_id: str) -> ContentItem:
     require_api_role(request, EDITOR)
-    return _call(review.get_item, item_id)
+    return review.get_item(item_id)
 
 
 @router.post(
     "/content/briefs", response={202: dict}, summary="A brief: the article is generated in the background"
 )
 def create_brief(request: HttpRequest, payload: BriefIn):
-    from content.briefs import create_brief as create
-
     require_api_role(request, EDITOR)
-    item = _call(create, request.user, payload.dict())
+    item = create(request.user, payload.dict())
     return Status(202, {"id": item.pk, "generation": item.generation})
 
 
@@ -120,15 +114,10 @@ def get_item(request: HttpRequest, item_id: str) -> dict[str, Any]:
 @router.patch("/content/items/{item_id}", summary="Edit fields, from the revision you started with")
 def edit_item(request: HttpRequest, item_id: str, payload: EditIn) -> dict[str, Any]:
     item = _item(request, item_id)
-    item = _call(
-        review.save_fields,
-        item,
-        payload.fields,
-        user=request.user,
-        base_revision=payload.revision,
-        note=payload.note,
+    saved = review.save_fields(
+        item, payload.fields, user=request.user, base_revision=payload.revision, note=payload.note
     )
-    return present.detail(item)
+    return present.detail(saved)
 
 
 @router.post(
@@ -137,51 +126,47 @@ def edit_item(request: HttpRequest, item_id: str, payload: EditIn) -> dict[str, 
 )
 def transition(request: HttpRequest, item_id: str, payload: TransitionIn) -> dict[str, Any]:
     item = _item(request, item_id)
-    item = _call(
-        review.transition,
-        item,
-        payload.to,
-        user=request.user,
-        reason=payload.reason,
-        overrides=payload.overrides,
+    moved = review.transition(
+        item, payload.to, user=request.user, reason=payload.reason, overrides=payload.overrides
     )
-    return present.summary(item)
+    return present.summary(moved)
 
 
-@router.post("/content/items/{item_id}/regenerate", summary="Rewrite one part; the rest stays")
-def regenerate(request: HttpRequest, item_id: str, payload: PartIn) -> dict[str, Any]:
-    from content.generation import regenerate_part
-
-    item = _item(request, item_id)
-    if item.generation != ContentItem.Generation.DONE:
-        raise DomainError("generating", "The article is still being generated.", 409)
-    return present.detail(_call(regenerate_part, item, payload.part, user=request.user))
+@router.post(
+    "/content/items/{item_id}/regenerate",
+    response={202: dict},
+    summary="Rewrite one part in the background; the rest stays",
+)
+def regenerate(request: HttpRequest, item_id: str, payload: PartIn):
+    """Queues the `content.regenerate_part` task (the model does not write inside a web request)
+    and answers 202 with the request: `GET /api/content/items/{id}` shows it under
+    "regeneration" (queued, running, done with the revision it saved, or failed with why)."""
+    job = regeneration.request(_item(request, item_id), payload.part, request.user)
+    return Status(202, present.regeneration_data(job))
 
 
 @router.post(
     "/content/items/{item_id}/comments", response={201: dict}, summary="Comment on a section or field"
 )
 def comment(request: HttpRequest, item_id: str, payload: CommentIn):
-    created = _call(review.add_comment, _item(request, item_id), request.user, payload.anchor, payload.text)
+    created = review.add_comment(_item(request, item_id), request.user, payload.anchor, payload.text)
     return Status(201, {"id": created.pk, "anchor": created.anchor, "text": created.text})
 
 
 @router.post("/content/items/{item_id}/assign", summary="Set the assignee and due date")
 def assign(request: HttpRequest, item_id: str, payload: AssignIn) -> dict[str, Any]:
-    from django.contrib.auth import get_user_model
-
     item = _item(request, item_id)
     assignee = None
     if payload.assignee:
         assignee = get_user_model().objects.filter(username=payload.assignee).first()
         if assignee is None:
             raise DomainError("unknown_editor", "No editor with that name.", 400)
-    return present.summary(_call(review.assign, item, request.user, assignee, payload.due_date))
+    return present.summary(review.assign(item, request.user, assignee, payload.due_date))
 
 
 @router.post("/content/items/{item_id}/comments/{comment_id}/resolve", summary="Mark a comment resolved")
 def resolve_comment(request: HttpRequest, item_id: str, comment_id: str) -> dict[str, Any]:
-    comment = _call(review.resolve_comment, _item(request, item_id), comment_id)
+    comment = review.resolve_comment(_item(request, item_id), comment_id)
     return {"id": comment.pk, "resolved": comment.resolved}
 
 
@@ -192,33 +177,28 @@ def export(
     format: Literal["md", "html", "json", "zip"] = "md",
     strip_metadata: bool = False,
 ):  # noqa: A002
-    from content import export as exporters
-
     item = _item(request, item_id)
     if item.state not in (ContentItem.State.APPROVED, ContentItem.State.PUBLISHED):
         raise DomainError("not_approved", "Only approved or published items are exported.", 409)
     data = present.export_item(item)
-    try:
-        if format == "json":
-            return exporters.to_json(data)
-        if format == "zip":
-            response = HttpResponse(
-                exporters.bundle(data, strip_metadata=strip_metadata), content_type="application/zip"
-            )
-            response["Content-Disposition"] = f'attachment; filename="{item.slug or item.pk}.zip"'
-            return response
-        if format == "html":
-            return HttpResponse(exporters.to_html(data), content_type="text/html; charset=utf-8")
-        return HttpResponse(exporters.to_markdown(data), content_type="text/markdown; charset=utf-8")
-    except exporters.ExportError as exc:
-        raise DomainError(exc.code, str(exc), 409) from exc
+    if format == "json":
+        return exporters.to_json(data)
+    if format == "zip":
+        response = HttpResponse(
+            exporters.bundle(data, strip_metadata=strip_metadata), content_type="application/zip"
+        )
+        response["Content-Disposition"] = f'attachment; filename="{item.slug or item.pk}.zip"'
+        return response
+    if format == "html":
+        return HttpResponse(exporters.to_html(data), content_type="text/html; charset=utf-8")
+    return HttpResponse(exporters.to_markdown(data), content_type="text/markdown; charset=utf-8")
 
 
 @router.post(
     "/content/items/{item_id}/images", response={202: dict}, summary="More candidates for one image prompt"
 )
 def more_images(request: HttpRequest, item_id: str, slot: int):
-    rows = _call(images.queue_images, _item(request, item_id), slot)
+    rows = images.queue_images(_item(request, item_id), slot)
     return Status(202, {"queued": [r.pk for r in rows]})
 
 
@@ -247,7 +227,7 @@ def image_action(
 ) -> dict[str, Any]:
     image = _image(request, image_id)
     if action == "choose":
-        image = _call(images.choose, image)
+        image = images.choose(image)
     elif action == "reject":
         image = images.reject(image)
     elif not images.cancel(image):
@@ -267,9 +247,6 @@ def image_file(request: HttpRequest, image_id: str):
 
 @router.post("/content/deliveries/{delivery_id}/retry", summary="Send a failed CMS delivery again")
 def retry_delivery(request: HttpRequest, delivery_id: str) -> dict[str, Any]:
-    from content.models import WebhookDelivery
-    from content.webhooks import delivery_data, retry
-
     require_api_role(request, EDITOR)
     try:
         delivery = WebhookDelivery.objects.get(pk=int(delivery_id))
@@ -277,4 +254,4 @@ def retry_delivery(request: HttpRequest, delivery_id: str) -> dict[str, Any]:
         raise DomainError("not_found", "No such delivery.", 404) from exc
     if delivery.status != WebhookDelivery.Status.FAILED:
         raise DomainError("conflict", "Only a failed delivery is sent again.", 409)
-    return delivery_data(retry(delivery))
+    return present.delivery_data(webhooks.retry(delivery))

@@ -12,8 +12,10 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from content.errors import StudioError
 from content.models import Brief, ContentItem
-from content.review import StudioError
+from core import jobs
+from retrieval.models import Document
 
 # What a caller may set on a brief; anything else is refused, not ignored.
 BRIEF_FIELDS = frozenset(
@@ -55,9 +57,6 @@ def create_brief(user, data: Mapping[str, Any]) -> ContentItem:
     the generation after the commit. `data` holds Brief fields and optionally `references`
     (document ids). Raises StudioError (400) for unknown fields, blank or too long values and
     unknown reference documents."""
-    from content.tasks import content_generate
-    from retrieval.models import Document
-
     fields = dict(data)
     references = list(fields.pop("references", None) or [])
     unknown = set(fields) - BRIEF_FIELDS
@@ -87,5 +86,5 @@ def create_brief(user, data: Mapping[str, Any]) -> ContentItem:
         brief.save()
         brief.references.set(found)
         item = ContentItem.objects.create(brief=brief, title=brief.topic)
-        transaction.on_commit(lambda: content_generate.delay(item.pk))
+        transaction.on_commit(lambda: jobs.enqueue("content.generate", item.pk))
     return item

@@ -11,8 +11,11 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
+from content.errors import StudioError
 from content.models import ContentImage, ContentItem
-from content.review import StudioError
+from core import jobs
+from inference.base import ImageCancelled, InferenceError
+from inference.services import get_image_generator
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +85,8 @@ def queue_images(
 
 
 def _enqueue(ids: list[int]) -> None:
-    from content.tasks import content_render_image
-
     for pk in ids:
-        content_render_image.delay(pk)
+        jobs.enqueue("content.render_image", pk)
 
 
 def cancel(image: ContentImage) -> bool:
@@ -127,9 +128,6 @@ def image_path(image: ContentImage) -> Path:
 
 def render(image_id: int) -> ContentImage | None:
     """Make one candidate (a Celery task body); a cancelled or already made one is left alone."""
-    from inference.base import ImageCancelled, InferenceError
-    from inference.services import get_image_generator
-
     if not ContentImage.objects.filter(pk=image_id, status=ContentImage.Status.QUEUED).update(
         status=ContentImage.Status.RUNNING
     ):

@@ -1,5 +1,6 @@
 """The content studio: a brief, the item generated from it (an article with its meta tags, FAQ and
-images), every revision of it, comments, state changes and image jobs.
+images), every revision of it, comments, state changes, image jobs, requests to regenerate one
+part and deliveries to the CMS.
 
 An item's state is a state machine (django-fsm-2): draft → in review → changes requested →
 approved → published, moved only by content/review.py's `move`, which records who, when and why.
@@ -174,6 +175,36 @@ class StateChange(DecisionRecord):
 
     def __str__(self) -> str:
         return f"{self.item_id} {self.action}"
+
+
+class Regeneration(models.Model):
+    """An editor's request to rewrite one part of an item with the model, run by the
+    `content.regenerate_part` task (content/regeneration.py): how far it got and what came of
+    it, which the item's page shows."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    item = models.ForeignKey(ContentItem, on_delete=models.CASCADE, related_name="regenerations")
+    part = models.CharField(max_length=64)  # "intro", "meta_description", "faq" or a section id
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    revision = models.PositiveIntegerField(null=True, blank=True)  # the revision it saved, if any
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]  # an item's latest first
+
+    def __str__(self) -> str:
+        return f"{self.item_id} {self.part} ({self.status})"
 
 
 class ContentImage(models.Model):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from content.images import preview_path
-from content.models import ContentImage, ContentItem
-from content.review import compose_body, field_diff
-from content.webhooks import delivery_data
+from content.article import article_fields, compose_body, field_diff
+from content.images import image_path, preview_path
+from content.models import ContentImage, ContentItem, Regeneration, WebhookDelivery
+from content.regeneration import part_label
 
 
 def _iso(value) -> str | None:
@@ -135,14 +135,47 @@ def detail(item: ContentItem) -> dict[str, Any]:
         "approved_at": _iso(item.approved_at),
         "published_at": _iso(item.published_at),
         "deliveries": [delivery_data(d) for d in item.deliveries.all()],
+        "regeneration": regeneration_data(item.regenerations.select_related("item", "requested_by").first()),
+    }
+
+
+def regeneration_data(job: Regeneration | None) -> dict[str, Any] | None:
+    """The item's latest "regenerate one part" request (content/regeneration.py): what it
+    rewrites, how far it got and what came of it; None when nobody asked for one."""
+    if job is None:
+        return None
+    return {
+        "id": job.pk,
+        "part": job.part,
+        "label": part_label(job.item, job.part),
+        "status": job.status,
+        "requested_by": _user(job.requested_by),
+        "requested_at": _iso(job.created_at),
+        "started_at": _iso(job.started_at),
+        "finished_at": _iso(job.finished_at),
+        "revision": job.revision,
+        "error": job.error or None,
+    }
+
+
+def delivery_data(delivery: WebhookDelivery) -> dict[str, Any]:
+    return {
+        "id": delivery.pk,
+        "url": delivery.url,
+        "event": delivery.event,
+        "status": delivery.status,
+        "attempts": delivery.attempts,
+        "last_status_code": delivery.last_status_code,
+        "last_error": delivery.last_error or None,
+        "next_attempt_at": delivery.next_attempt_at.isoformat() if delivery.status == "retry" else None,
+        "delivered_at": delivery.delivered_at.isoformat() if delivery.delivered_at else None,
+        "log": delivery.log,
     }
 
 
 def export_item(item: ContentItem, *, with_png: bool = True) -> dict[str, Any]:
-    """The dict content/export.py takes: the text, the chosen images (with their bytes) and
+    """The dict content/export/ takes: the text, the chosen images (with their bytes) and
     who approved it with which model."""
-    from content.images import image_path
-
     images = []
     for image in item.images.filter(chosen=True, status=ContentImage.Status.DONE):
         data = image_data(image) | {
@@ -157,12 +190,7 @@ def export_item(item: ContentItem, *, with_png: bool = True) -> dict[str, Any]:
         "state": item.state,
         "language": item.brief.language,
         "keyphrase": item.brief.keyphrase,
-        "title": item.title,
-        "meta_title": item.meta_title,
-        "meta_description": item.meta_description,
-        "slug": item.slug,
-        "body": compose_body(item),
-        "faq": item.faq,
+        **article_fields(item),
         "images": images,
         "approved_by": _user(item.approved_by),
         "approved_at": _iso(item.approved_at),

@@ -1,4 +1,4 @@
-"""Running the SEO and quality checks (content/checks.py) on an item: its fields as the checks
+"""Running the SEO and quality checks (content/checks/) on an item: its fields as the checks
 read them, the site's existing pages for internal links (the knowledge base's documents and the
 studio's approved and published items), and near-duplicate detection by embedding similarity
 against both."""
@@ -7,17 +7,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from content.article import article_fields, compose_body
 from content.checks import CheckConfig
 from content.checks import run_checks as _run
 from content.models import ContentItem
-from content.review import compose_body
+from inference.services import get_embedder
+from retrieval.models import Document
+from retrieval.search import search
 
 MAX_COMPARED_ITEMS = 200  # the newest approved/published items the near-duplicate check reads
 
 
 def existing_pages(item: ContentItem) -> list[tuple[str, str]]:
-    from retrieval.models import Document
-
     pages = [
         (title, url or f"/kb/{pk}/")
         for pk, title, url in Document.objects.filter(
@@ -34,8 +35,6 @@ def existing_pages(item: ContentItem) -> list[tuple[str, str]]:
 def similar_to(item: ContentItem):
     """(title, cosine) of the existing content nearest to a text: the knowledge base's best
     passages (dense scores) and the studio's other approved or published items."""
-    from inference.services import get_embedder
-    from retrieval.search import search
 
     def similar(text: str) -> list[tuple[str, float]]:
         found = [
@@ -60,12 +59,7 @@ def similar_to(item: ContentItem):
 def run_checks(item: ContentItem) -> list[dict]:
     """Check the item as saved now and store the results on it."""
     fields = {
-        "title": item.title,
-        "meta_title": item.meta_title,
-        "meta_description": item.meta_description,
-        "slug": item.slug,
-        "body": compose_body(item),
-        "faq": item.faq,
+        **article_fields(item),
         "images": [{"alt": p.get("alt", ""), "prompt": p.get("prompt", "")} for p in item.image_prompts],
     }
     results = [

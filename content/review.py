@@ -5,9 +5,7 @@ overrides. The API, the studio pages and the generation task all call these.
 
 from __future__ import annotations
 
-import difflib
 import functools
-import json
 from typing import Any
 
 from django.db import transaction
@@ -15,15 +13,13 @@ from django.utils import timezone
 from django_fsm import can_proceed
 from slugify import slugify
 
+from content.article import snapshot
+from content.errors import StudioError
 from content.models import TEXT_FIELDS, Comment, ContentItem, Revision, StateChange
+from content.quality import run_checks
+from content.webhooks import queue_delivery
 from core import transitions
-from core.errors import DomainError
 from core.roles import EDITOR, has_role
-
-
-class StudioError(DomainError):
-    default_status = 409
-
 
 LIMITS = {"title": 300, "meta_title": 300, "meta_description": 500, "slug": 200, "intro": 20_000}
 MAX_SECTIONS, MAX_SECTION_CHARS, MAX_FAQ = 30, 20_000, 30
@@ -34,23 +30,6 @@ def get_item(item_id: Any) -> ContentItem:
         return ContentItem.objects.select_related("brief").get(pk=int(item_id))
     except (TypeError, ValueError, ContentItem.DoesNotExist) as exc:
         raise StudioError("not_found", "No such content item.", 404) from exc
-
-
-def snapshot(item: ContentItem) -> dict[str, Any]:
-    return {name: getattr(item, name) for name in TEXT_FIELDS}
-
-
-def compose_body(item: ContentItem | dict) -> str:
-    """The article as Markdown: the H1, the introduction, then each section under its H2."""
-    get = item.get if isinstance(item, dict) else lambda name, default=None: getattr(item, name, default)
-    parts = [f"# {get('title', '') or ''}".rstrip()]
-    if get("intro"):
-        parts.append(get("intro").strip())
-    for section in get("sections") or []:
-        parts.append(f"## {section.get('heading', '')}".rstrip())
-        if section.get("text"):
-            parts.append(section["text"].strip())
-    return "\n\n".join(parts) + "\n"
 
 
 def _clean(changes: dict[str, Any]) -> dict[str, Any]:
@@ -148,8 +127,6 @@ def save_fields(
         )
         if user is not None and current.state in (ContentItem.State.APPROVED, ContentItem.State.PUBLISHED):
             move(current, "edited_after_approval", user=user, reason="Edited after approval.")
-    from content.quality import run_checks
-
     run_checks(current)
     return current
 
@@ -215,8 +192,6 @@ def transition(
             item.approved_by, item.approved_at = user, timezone.now()
         item = move(item, name, user=user, reason=reason, data={"revision": item.revision})
         if name == "publish":
-            from content.webhooks import queue_delivery
-
             queue_delivery(item)  # posted to the CMS after this commits
         return item
 
@@ -247,19 +222,6 @@ def add_comment(item: ContentItem, user, anchor: Any, text: Any) -> Comment:
     if not isinstance(text, str) or not text.strip() or len(text) > 5000:
         raise StudioError("bad_request", "A comment is text of 1 to 5000 characters.", 400)
     return Comment.objects.create(item=item, anchor=anchor, author=user, text=text.strip())
-
-
-def field_diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, str]:
-    """Per field, a unified diff of what changed between two snapshots (only changed fields)."""
-    out = {}
-    for name in TEXT_FIELDS:
-        a, b = before.get(name), after.get(name)
-        if a == b:
-            continue
-        lines_a = (a if isinstance(a, str) else json.dumps(a, indent=1, ensure_ascii=False)).splitlines()
-        lines_b = (b if isinstance(b, str) else json.dumps(b, indent=1, ensure_ascii=False)).splitlines()
-        out[name] = "\n".join(difflib.unified_diff(lines_a, lines_b, "before", "after", lineterm=""))
-    return out
 
 
 def assign(item: ContentItem, user, assignee, due_date) -> ContentItem:

@@ -24,7 +24,10 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from content import export
 from content.models import ContentItem, WebhookDelivery
+from content.present import export_item
+from core import jobs
 
 log = logging.getLogger(__name__)
 RETRYABLE = {408, 425, 429}
@@ -39,9 +42,6 @@ def queue_delivery(item: ContentItem) -> WebhookDelivery | None:
     """A delivery of the item as it is now (call inside the publishing transaction)."""
     if not settings.CONTENT_WEBHOOK_URL:
         return None
-    from content import export
-    from content.present import export_item
-
     payload = {"event": "item.published", "item": export.to_json(export_item(item, with_png=False))}
     delivery = WebhookDelivery.objects.create(
         item=item,
@@ -53,9 +53,7 @@ def queue_delivery(item: ContentItem) -> WebhookDelivery | None:
 
 
 def _enqueue(pk: int, countdown: float = 0) -> None:
-    from content.tasks import content_deliver_webhook
-
-    content_deliver_webhook.apply_async((pk,), countdown=countdown)
+    jobs.enqueue("content.deliver_webhook", pk, countdown=countdown)
 
 
 def retry(delivery: WebhookDelivery) -> WebhookDelivery:
@@ -159,18 +157,3 @@ def deliver_due() -> int:
     for pk in due:
         deliver(pk)
     return len(due)
-
-
-def delivery_data(delivery: WebhookDelivery) -> dict:
-    return {
-        "id": delivery.pk,
-        "url": delivery.url,
-        "event": delivery.event,
-        "status": delivery.status,
-        "attempts": delivery.attempts,
-        "last_status_code": delivery.last_status_code,
-        "last_error": delivery.last_error or None,
-        "next_attempt_at": delivery.next_attempt_at.isoformat() if delivery.status == "retry" else None,
-        "delivered_at": delivery.delivered_at.isoformat() if delivery.delivered_at else None,
-        "log": delivery.log,
-    }

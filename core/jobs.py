@@ -20,5 +20,5 @@ def enqueue(name: str, *args: Any, countdown: float | None = None) -> AsyncResul
     app = current_app
     if app.conf.task_always_eager:
         app.loader.import_default_modules()
-        return app.tasks[name].apply_async(args, countdown=countdown)  # type: ignore[no-any-return]
+        return app.tasks[name].apply_async(args, countdown=countdown)
     return app.send_task(name, args=args, countdown=countdown)

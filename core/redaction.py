@@ -71,6 +71,8 @@ def _governance() -> Any | None:
     from django.db import DatabaseError
 
     try:
+        # Load order: the logging filter (config/logfilters.py) uses this module, and Django sets
+        # up logging before the app registry exists, so the model is imported on first use.
         from core.models import GovernanceSettings
 
         # A read, not load(): redacting must not write the singleton row as a side effect.
@@ -309,8 +311,10 @@ def redact(
     position = 0
     for finding in findings:
         key = _same_value(finding.entity_type, finding.text)
-        placeholder = by_value.get(key)
-        if placeholder is None:
+        known = by_value.get(key)
+        if known is not None:
+            placeholder = known
+        else:
             n = counters.get(finding.entity_type, 0) + 1
             while (finding.entity_type, str(n)) in taken:
                 n += 1

@@ -15,8 +15,10 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 
 KNOWLEDGE = "knowledge"
@@ -27,12 +29,23 @@ AUDITOR = "auditor"
 ALL_ROLES = (KNOWLEDGE, AGENT, EDITOR, ADMIN, AUDITOR)
 
 
-def has_role(user, *roles: str) -> bool:
+def has_role(user: Any, *roles: str) -> bool:
     if not getattr(user, "is_authenticated", False) or not user.is_active:
         return False
     if user.is_superuser:
         return True
-    return user.groups.filter(name__in=roles).exists()
+    return bool(user.groups.filter(name__in=roles).exists())
+
+
+def users_with_role(role: str) -> QuerySet[Any]:
+    """Active users who hold `role` (superusers hold every role), by username: who a ticket or
+    an item can be assigned to."""
+    return (
+        get_user_model()
+        .objects.filter(Q(groups__name=role) | Q(is_superuser=True), is_active=True)
+        .distinct()
+        .order_by("username")
+    )
 
 
 def role_required(*roles: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:

@@ -31,7 +31,7 @@ class TransitionRefused(Exception):
 
 def run_transition(obj: models.Model, name: str, field: str, record: Callable[[str], None]) -> str:
     """Run transition `name` of `obj` (state in `field`) and `record(before)`; returns `before`."""
-    before = getattr(obj, field)
+    before: str = getattr(obj, field)
     method = getattr(obj, name)
     if not can_proceed(method):
         raise TransitionRefused(before, lost_race=False)

@@ -11,7 +11,7 @@ from ninja import Query, Router, Schema
 from core.auth import require_api_role
 from core.errors import DomainError
 from core.roles import ADMIN, AUDITOR
-from governance import audit_log
+from governance import audit_export, audit_log
 
 router = Router(tags=["governance"])
 
@@ -30,11 +30,11 @@ class AuditQuery(Schema):
 @router.get("/audit", summary="The audit log, newest first: every trail with model versions and sources")
 def read_audit(request: HttpRequest, query: Query[AuditQuery]) -> dict[str, Any]:
     require_api_role(request, ADMIN, AUDITOR)
-    form = audit_log.AuditFilterForm({k: v for k, v in query.dict().items() if v not in ("", None)})
+    form = audit_export.AuditFilterForm({k: v for k, v in query.dict().items() if v not in ("", None)})
     if not form.is_valid():
         raise DomainError("bad_filter", "Not valid: " + ", ".join(form.errors) + ".", 400)
     number, per_page = form.cleaned_data["page"] or 1, form.cleaned_data["per_page"] or audit_log.PER_PAGE
-    found = audit_log.do_export(request.user, form.filters(), "api", number, per_page)
+    found = audit_export.do_export(request.user, form.filters(), "api", number, per_page)
     return {
         "items": [entry.as_dict() for entry in found.entries],
         "page": found.number,

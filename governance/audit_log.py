@@ -18,22 +18,17 @@ of the log.
 
 from __future__ import annotations
 
-import csv
 import heapq
-import io
-import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from django import forms
 from django.db.models import Q, QuerySet
 
 from assistant.models import Draft, Message, TicketEvent
 from content.models import Revision, StateChange
-from core.audit import record_audit
 from core.models import AuditEvent
 from inference.models import ModelEvent
 
@@ -99,30 +94,37 @@ def _normal_actor(actor: str) -> str:
     return actor if ":" in actor or actor in ("", "system", "beat") else f"user:{actor}"
 
 
-def _cited(citations: Iterable[dict], retrieved: Iterable[dict]) -> list[dict[str, Any]]:
-    """Citations with the chunk ids behind each (drafts and chat answers keep `source: n`)."""
-    chunks: dict[Any, list] = {}
+def _sources(retrieved: Iterable[dict], citations: Iterable[dict] = ()) -> list[dict[str, Any]]:
+    """The sources a generated output was written from, read from its provenance in the answer
+    path's one shape (answers/provenance.py): the chunks given to the model, grouped by the
+    source number they were given as, titled and addressed as its citations show them (chat
+    answers, drafts), else by the chunks' own title (articles). Records without a source
+    number are skipped: passages kept out of the prompt (`excluded`), a pinned answer's or a
+    canned reply's; articles written before the one shape ({chunk, document, title, score})
+    group by document."""
+    groups: dict[Any, dict[str, Any]] = {}
     for hit in retrieved or []:
-        if isinstance(hit, dict) and "source" in hit:
-            chunks.setdefault(hit["source"], []).append(hit.get("chunk"))
-    return [
-        {"title": c.get("title", ""), "url": c.get("url", ""), "chunks": chunks.get(c.get("n"), [])}
-        for c in citations or []
-        if isinstance(c, dict)
-    ]
-
-
-def _by_document(retrieved: Iterable[dict]) -> list[dict[str, Any]]:
-    """A generated article's retrieved chunks, grouped by document."""
-    documents: dict[Any, dict[str, Any]] = {}
-    for hit in retrieved or []:
-        if not isinstance(hit, dict):
+        if not isinstance(hit, dict) or "excluded" in hit:
             continue
-        doc = documents.setdefault(
-            hit.get("document"), {"title": hit.get("title", ""), "url": "", "chunks": []}
-        )
-        doc["chunks"].append(hit.get("chunk"))
-    return list(documents.values())
+        if "source" in hit:
+            key: Any = ("source", hit["source"])
+        elif "document" in hit:
+            key = ("document", hit["document"])
+        else:
+            continue
+        group = groups.setdefault(key, {"title": hit.get("title", ""), "url": "", "chunks": []})
+        group["chunks"].append(hit.get("chunk"))
+    cited = [c for c in citations or [] if isinstance(c, dict)]
+    if cited:
+        return [
+            {
+                "title": c.get("title", ""),
+                "url": c.get("url", ""),
+                "chunks": groups.get(("source", c.get("n")), {}).get("chunks", []),
+            }
+            for c in cited
+        ]
+    return list(groups.values())
 
 
 @dataclass(frozen=True)
@@ -198,29 +200,33 @@ def _audit_event(e: AuditEvent) -> Entry:
     )
 
 
-def _ticket_event(e: TicketEvent) -> Entry:
-    data = {"from_status": e.from_status, "to_status": e.to_status, **e.data}
-    return Entry(
-        e.created_at,
-        _user_actor(e.user),
-        f"ticket.{e.action}",
-        "ticket",
-        str(e.ticket_id),
-        reason=e.reason,
-        data=data,
-    )
+def _decisions(trail: str, model: Any, target_type: str, target_field: str, field: str) -> Trail:
+    """A DecisionRecord trail (core/transitions.py): the desk's TicketEvent (`status`) or the
+    studio's StateChange (`state`)."""
 
+    def read(e: Any) -> Entry:
+        data = {
+            f"from_{field}": getattr(e, f"from_{field}"),
+            f"to_{field}": getattr(e, f"to_{field}"),
+            **e.data,
+        }
+        return Entry(
+            e.created_at,
+            _user_actor(e.user),
+            f"{trail}.{e.action}",
+            target_type,
+            str(getattr(e, target_field)),
+            reason=e.reason,
+            data=data,
+        )
 
-def _state_change(e: StateChange) -> Entry:
-    data = {"from_state": e.from_state, "to_state": e.to_state, **e.data}
-    return Entry(
-        e.created_at,
-        _user_actor(e.user),
-        f"content.{e.action}",
-        "content_item",
-        str(e.item_id),
-        reason=e.reason,
-        data=data,
+    return Trail(
+        f"{trail}.",
+        lambda: model.objects.select_related("user"),
+        read,
+        target_type=target_type,
+        target_field=target_field,
+        user_field="user",
     )
 
 
@@ -246,7 +252,7 @@ def _draft(d: Draft) -> Entry:
         "ticket",
         str(d.ticket_id),
         d.model_version.key if d.model_version else "",
-        _cited(d.citations, d.retrieved),
+        _sources(d.retrieved, d.citations),
         data={
             "draft": d.pk,
             "version": d.version,
@@ -265,7 +271,7 @@ def _answer(m: Message) -> Entry:
         "conversation",
         str(m.conversation_id),
         m.model_version.key if m.model_version else "",
-        _cited(m.citations, m.retrieved),
+        _sources(m.retrieved, m.citations),
         data={
             "message": m.pk,
             "prompt_template": m.prompt_template,
@@ -288,7 +294,7 @@ def _revision(r: Revision) -> Entry:
         "content_item",
         str(r.item_id),
         item.model_version.key if generated and item.model_version else "",
-        _by_document(item.retrieved) if generated else [],
+        _sources(item.retrieved) if generated else [],
         data={
             "revision": r.number,
             "note": r.note,
@@ -299,22 +305,8 @@ def _revision(r: Revision) -> Entry:
 
 TRAILS = (
     Trail("", lambda: AuditEvent.objects.all(), _audit_event, target_is_int=False),
-    Trail(
-        "ticket.",
-        lambda: TicketEvent.objects.select_related("user"),
-        _ticket_event,
-        target_type="ticket",
-        target_field="ticket_id",
-        user_field="user",
-    ),
-    Trail(
-        "content.",
-        lambda: StateChange.objects.select_related("user"),
-        _state_change,
-        target_type="content_item",
-        target_field="item_id",
-        user_field="user",
-    ),
+    _decisions("ticket", TicketEvent, "ticket", "ticket_id", "status"),
+    _decisions("content", StateChange, "content_item", "item_id", "state"),
     Trail(
         "model.",
         lambda: ModelEvent.objects.select_related("version", "previous"),
@@ -371,75 +363,3 @@ def page(filters: AuditFilters, number: int = 1, per_page: int = PER_PAGE) -> Au
     found = entries(filters, number * per_page + 1)
     start = (number - 1) * per_page
     return AuditPage(found[start : start + per_page], number, per_page, len(found) > start + per_page)
-
-
-class AuditFilterForm(forms.Form):
-    """The filters as the page, the downloads and the API take them (query parameters). A date
-    alone in `until` means up to the end of that day."""
-
-    action = forms.CharField(required=False, max_length=64, help_text="A prefix, e.g. ticket. or settings.")
-    actor = forms.CharField(required=False, max_length=200, help_text="user:NAME, NAME, system, cli:...")
-    target_type = forms.CharField(required=False, max_length=64)
-    target_id = forms.CharField(required=False, max_length=200)
-    since = forms.DateTimeField(required=False)
-    until = forms.DateTimeField(required=False)
-    page = forms.IntegerField(required=False, min_value=1, max_value=10_000)
-    per_page = forms.IntegerField(required=False, min_value=1, max_value=MAX_PER_PAGE)
-
-    def clean_until(self) -> datetime | None:
-        until = self.cleaned_data.get("until")
-        raw = (self.data.get("until") or "").strip()
-        if until is not None and DATE_ONLY.match(raw):
-            until += timedelta(days=1)
-        return until
-
-    def filters(self) -> AuditFilters:
-        """The filters (call after is_valid())."""
-        data = self.cleaned_data
-        return AuditFilters(
-            action=data["action"].strip(),
-            actor=data["actor"].strip(),
-            target_type=data["target_type"].strip(),
-            target_id=data["target_id"].strip(),
-            since=data["since"],
-            until=data["until"],
-        )
-
-
-def to_csv(found: Iterable[Entry]) -> str:
-    """Entries as CSV: sources and data as JSON text; a cell that starts like a formula gets a
-    leading apostrophe (OWASP "CSV injection": reasons are typed by people)."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(FIELDS)
-    for entry in found:
-        row = entry.as_dict()
-        writer.writerow(
-            _cell(json.dumps(row[name], sort_keys=True) if name in ("sources", "data") else row[name])
-            for name in FIELDS
-        )
-    return out.getvalue()
-
-
-def _cell(value: Any) -> Any:
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
-
-
-def do_export(
-    user, filters: AuditFilters, fmt: str, number: int = 1, per_page: int = EXPORT_MAX_ROWS
-) -> AuditPage:
-    """Entries taken out of Parley (a download, or a page read over the API), recorded as
-    "audit.exported": who took a copy of the log, in what form and with which filters."""
-    result = page(filters, number, per_page)
-    record_audit(
-        user,
-        "audit.exported",
-        target_type="audit_log",
-        format=fmt,
-        filters=filters.as_params(),
-        page=result.number,
-        rows=len(result.entries),
-    )
-    return result

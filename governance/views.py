@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from core.models import GovernanceSettings
 from core.roles import ADMIN, AUDITOR, role_required
-from governance import audit_log
+from governance import audit_export, audit_log
 from governance.actions import (
     RETENTION_FIELDS,
     SWITCHES,
@@ -51,7 +51,7 @@ def governance(request: HttpRequest) -> HttpResponse:
 @role_required(ADMIN, AUDITOR)
 def audit(request: HttpRequest) -> HttpResponse:
     """The audit log, newest first, with filters and downloads."""
-    form = audit_log.AuditFilterForm(request.GET)
+    form = audit_export.AuditFilterForm(request.GET)
     if not form.is_valid():
         return render(request, "console/audit.html", {"form": form, "title": "audit log"}, status=400)
     filters = form.filters()
@@ -68,15 +68,15 @@ def audit(request: HttpRequest) -> HttpResponse:
 @role_required(ADMIN, AUDITOR)
 def audit_download(request: HttpRequest, fmt: str) -> HttpResponse:
     """The filtered log as CSV or JSON (up to EXPORT_MAX_ROWS entries); the download is audited."""
-    form = audit_log.AuditFilterForm(request.GET)
+    form = audit_export.AuditFilterForm(request.GET)
     if not form.is_valid():
         return JsonResponse(
             {"error": {"code": "bad_filter", "message": "The filters are not valid."}}, status=400
         )
-    found = audit_log.do_export(request.user, form.filters(), fmt).entries
+    found = audit_export.do_export(request.user, form.filters(), fmt).entries
     if fmt == "json":
         response: HttpResponse = JsonResponse({"entries": [e.as_dict() for e in found]})
     else:
-        response = HttpResponse(audit_log.to_csv(found), content_type="text/csv; charset=utf-8")
+        response = HttpResponse(audit_export.to_csv(found), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="parley-audit.{fmt}"'
     return response

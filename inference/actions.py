@@ -14,6 +14,9 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from core.audit import actor_fields
+from inference import services
+from inference.errors import CodedError
 from inference.models import ModelEvent, ModelVersion
 
 log = logging.getLogger(__name__)
@@ -22,20 +25,19 @@ log = logging.getLogger(__name__)
 Actor = AbstractBaseUser | str
 
 
-class RegistryError(Exception):
-    """A registry change that was refused; `code` is stable, `message` is for people."""
+class RegistryError(CodedError):
+    """A registry change that was refused; `code` is stable, `message` is for people. As a
+    DomainError: 409, the registry's state forbids the change (404 for an unknown version)."""
 
     code = "registry_error"
     message = "The model registry refused the change."
-
-    def __init__(self, message: str | None = None) -> None:
-        self.message = message or self.message
-        super().__init__(self.message)
+    default_status = 409
 
 
 class VersionNotFound(RegistryError):
     code = "version_not_found"
     message = "No such model version."
+    default_status = 404
 
 
 class AlreadyActive(RegistryError):
@@ -58,24 +60,21 @@ class CannotRetireActive(RegistryError):
     message = "The active version cannot be retired; activate another version instead."
 
 
-def _actor_fields(actor: Actor) -> dict[str, Any]:
-    if isinstance(actor, str):
-        return {"actor": actor[:200], "actor_user": None}
-    return {"actor": f"user:{actor.get_username()}"[:200], "actor_user": actor}
-
-
 def _record(
-    version: ModelVersion, action: str, actor: Actor, *, previous=None, reason: str = ""
+    version: ModelVersion,
+    action: str,
+    actor: Actor,
+    *,
+    previous: ModelVersion | None = None,
+    reason: str = "",
 ) -> ModelEvent:
     return ModelEvent.objects.create(
-        version=version, action=action, previous=previous, reason=reason, **_actor_fields(actor)
+        version=version, action=action, previous=previous, reason=reason, **actor_fields(actor)
     )
 
 
 def _forget_active_on_commit() -> None:
     # This process picks up the change at once; other processes within ACTIVE_CHECK_SECONDS.
-    from inference import services
-
     transaction.on_commit(services.forget_active)
 
 

@@ -1,17 +1,23 @@
 """The interfaces product code uses to reach models. Nothing outside inference/ imports torch.
 
 Backends (in-process or remote) implement these small classes and are chosen by dotted path in
-settings (TEXT_GENERATOR_BACKEND, EMBEDDER_BACKEND), the way Django picks an EMAIL_BACKEND.
+settings (TEXT_GENERATOR_BACKEND, EMBEDDER_BACKEND, IMAGE_GENERATOR_BACKEND), the way Django picks
+an EMAIL_BACKEND. The errors they raise are here too: InferenceError and its kinds.
 """
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 import numpy as np
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from inference.errors import CodedError
 
 _WORDISH = re.compile(r"\w+|[^\w\s]")
 
@@ -42,17 +48,14 @@ class Usage:
     seconds_total: float | None = None
 
 
-class InferenceError(Exception):
-    """A request the inference layer refused or could not complete; `code` is stable."""
+class InferenceError(CodedError):
+    """A request the inference layer refused or could not complete; `code` is stable. As a
+    DomainError its status is 503 (the model failed or is not there), 400 for what the request
+    itself asked wrong."""
 
     code = "inference_error"
     message = "The model could not produce an answer."
-
-    def __init__(self, message: str | None = None, *, code: str | None = None) -> None:
-        self.message = message or self.message
-        if code:
-            self.code = code
-        super().__init__(self.message)
+    default_status = 503
 
 
 class ModelBusy(InferenceError):
@@ -63,6 +66,7 @@ class ModelBusy(InferenceError):
 class InputTooLong(InferenceError):
     code = "input_too_long"
     message = "The request is longer than the model accepts."
+    default_status = 400
 
 
 class ModelUnavailable(InferenceError):
@@ -130,15 +134,11 @@ class GeneratedImage:
     model_version, seed, steps, guidance, width, height, meaningful). `png()` returns PNG bytes
     carrying those facts as text chunks, so a file found later still says where it came from."""
 
-    image: Any  # PIL.Image.Image (PIL is imported only inside inference/)
+    image: Image.Image  # PIL is imported only inside inference/
     metadata: dict[str, str]
     model_version: str
 
     def png(self) -> bytes:
-        import io
-
-        from PIL.PngImagePlugin import PngInfo
-
         info = PngInfo()
         for key, value in self.metadata.items():
             info.add_text(f"parley:{key}", str(value))
@@ -147,9 +147,29 @@ class GeneratedImage:
         return buffer.getvalue()
 
 
+# progress(step, total, preview): preview is a small PIL image of the work so far, or None.
+ImageProgress = Callable[[int, int, Image.Image | None], bool | None]
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """One picture as asked for (not yet checked): steps and guidance None mean the model's
+    defaults, seed None a drawn one."""
+
+    prompt: str
+    negative_prompt: str
+    width: int
+    height: int
+    steps: int | None
+    guidance: float | None
+    seed: int | None
+
+
 class ImageGenerator:
     """Text to image. `meaningful` is False for the built-in offline pipeline, whose random
-    weights make pictures that show nothing: user interfaces must say so next to them."""
+    weights make pictures that show nothing: user interfaces must say so next to them.
+
+    Backends implement `render`; `generate` is the one signature callers use."""
 
     model_version: str
     meaningful: bool = True
@@ -163,15 +183,28 @@ class ImageGenerator:
         steps: int | None = None,
         guidance: float | None = None,
         seed: int | None = None,
-        progress: Callable[[int, int, Any], bool | None] | None = None,
+        progress: ImageProgress | None = None,
     ) -> GeneratedImage:
         """Blocking (seconds to minutes): call it from a Celery task or a worker thread.
         `progress(step, total, preview)` is called after each denoising step where the backend
         can (preview: a small PIL image of the work so far, or None); if it returns False the
         generation stops and ImageCancelled is raised."""
+        spec = ImageSpec(prompt, negative_prompt, width, height, steps, guidance, seed)
+        return self.render(spec, progress)
+
+    def render(self, spec: ImageSpec, progress: ImageProgress | None) -> GeneratedImage:
         raise NotImplementedError
 
 
 class ImageCancelled(InferenceError):
     code = "cancelled"
     message = "The image was cancelled."
+    default_status = 409
+
+
+class InvalidImageRequest(InferenceError):
+    """A size, step count, guidance, seed or prompt the generator refuses (before any work)."""
+
+    code = "invalid_request"
+    message = "The image request is not valid."
+    default_status = 400

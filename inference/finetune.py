@@ -3,8 +3,8 @@
 The product layer builds the examples (assistant/learning/) and registers the result; this module
 only trains: it loads the base model folder, wraps its linear layers in LoRA adapters, trains on
 the answer tokens only, and saves the adapter (a few MB) to a folder. Serving merges the adapter
-into the base weights when it loads a version (inference/engine.py), so a fine-tuned model decodes
-exactly as fast as the base.
+into the base weights when it loads a version (inference/engine/loading.py), so a fine-tuned model
+decodes exactly as fast as the base.
 
 Cost on the 2-core dev CPU (SmolLM2-135M, float32, rank 8 on every projection), measured by
 `python manage.py finetune`: see benchmarks/RESULTS.md ("fine-tuning"). What the knobs cost:
@@ -23,28 +23,30 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
-from inference.engine import cpu_has_native_bf16, resolve_device
+from inference.engine.device import cpu_has_native_bf16, resolve_device
+from inference.engine.loading import ADAPTER_WEIGHTS
+from inference.errors import CodedError
 
 log = logging.getLogger(__name__)
 
 IGNORE = -100  # label of tokens that do not count in the loss (the prompt)
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
+Row = tuple[list[int], list[int]]  # one example's token ids and labels
 
 
-class FineTuneError(Exception):
+class FineTuneError(CodedError):
+    """Training refused (malformed examples, none that fit) or failed (the loss diverged). As a
+    DomainError: 400, what was given cannot be trained on as it is."""
+
     code = "finetune_failed"
-
-    def __init__(self, message: str) -> None:
-        self.message = message
-        super().__init__(message)
+    message = "Fine-tuning failed."
 
 
 @dataclass
@@ -102,7 +104,7 @@ class TrainResult:
 Progress = Callable[[int, int, float], None]  # (step, total steps, loss)
 
 
-def encode_example(tokenizer, messages: Sequence[dict[str, str]]) -> tuple[list[int], list[int]]:
+def encode_example(tokenizer: PreTrainedTokenizerBase, messages: Sequence[dict[str, str]]) -> Row:
     """Token ids of a whole conversation and its labels: only the last (assistant) message's
     tokens count, the prompt is there to condition on. Uses the model's own chat template, the
     same one serving uses (Engine.encode_chat), so training and serving see the same text."""
@@ -118,14 +120,14 @@ def encode_example(tokenizer, messages: Sequence[dict[str, str]]) -> tuple[list[
     return full, [IGNORE] * len(prompt) + full[len(prompt) :]
 
 
-def _ids(encoded) -> list[int]:
+def _ids(encoded: Any) -> list[int]:
     # transformers 5 returns a BatchEncoding from apply_chat_template(tokenize=True); 4.x a list.
     if hasattr(encoded, "keys") and "input_ids" in encoded:
         encoded = encoded["input_ids"]
     return list(encoded)
 
 
-def _batches(rows: list[tuple[list[int], list[int]]], batch_size: int, rng: random.Random):
+def _batches(rows: list[Row], batch_size: int, rng: random.Random) -> Iterator[list[Row]]:
     """Endless shuffled batches. Each epoch is shuffled, then grouped by length so padding is
     small (sorting within windows of 8 batches keeps the order random across windows)."""
     while True:
@@ -138,7 +140,7 @@ def _batches(rows: list[tuple[list[int], list[int]]], batch_size: int, rng: rand
                 yield [rows[i] for i in chunk[b : b + batch_size]]
 
 
-def _collate(batch, pad_id: int, device) -> dict[str, torch.Tensor]:
+def _collate(batch: list[Row], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
     width = max(len(ids) for ids, _ in batch)
     input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)  # (B, T)
     labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)  # (B, T)
@@ -176,6 +178,8 @@ def train_lora(
     """Train a LoRA adapter for the model in `base_dir` on chat `examples` (lists of messages
     ending with the assistant's answer) and save it to `out_dir`. Runs on CUDA when present
     (bf16 autocast), else on CPU (bf16 autocast only where the CPU has native bf16)."""
+    # peft takes about 3 s to import: here, it costs only a training run, not every process that
+    # imports this module for FineTuneConfig (the web process, through the learning loop).
     from peft import LoraConfig, get_peft_model
 
     config = config or FineTuneConfig()
@@ -184,7 +188,8 @@ def train_lora(
     rng = random.Random(config.seed)  # noqa: S311 - shuffles training batches, not secrets
     device = resolve_device(config.device)
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    rows, too_long = [], 0
+    rows: list[Row] = []
+    too_long = 0
     for messages in examples:
         ids, labels = encode_example(tokenizer, messages)
         if len(ids) > config.max_length:
@@ -199,8 +204,10 @@ def train_lora(
     per_epoch = math.ceil(len(rows) / config.batch_size)
     total = config.max_steps or max(1, math.ceil(per_epoch * config.epochs))
 
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).to(device)
-    model.config.use_cache = False
+    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    # In place; transformers wraps Module.to in functools.wraps, which mypy reads as unbound.
+    base.to(device)  # type: ignore[arg-type]
+    base.config.use_cache = False
     lora = LoraConfig(
         r=config.rank,
         lora_alpha=config.alpha,
@@ -208,7 +215,7 @@ def train_lora(
         target_modules=list(config.target_modules),
         task_type="CAUSAL_LM",
     )
-    model = get_peft_model(model, lora)
+    model = get_peft_model(base, lora)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
@@ -239,7 +246,7 @@ def train_lora(
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
+    model.save_pretrained(str(out_dir))
     seconds = time.perf_counter() - started
     log.info(
         "event=lora_trained steps=%d examples=%d seconds=%.1f first_loss=%.3f last_loss=%.3f",
@@ -260,13 +267,3 @@ def train_lora(
         tokens_trained=tokens,
         device=str(device),
     )
-
-
-def load_merged(model, adapter_dir: str | Path):
-    """The base `model` with the LoRA adapter in `adapter_dir` merged into its weights (a plain
-    transformers model again: serving code needs no peft at run time after this)."""
-    from peft import PeftModel
-
-    if not (Path(adapter_dir) / ADAPTER_WEIGHTS).exists():
-        raise FineTuneError(f"No adapter at {adapter_dir}.")
-    return PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()

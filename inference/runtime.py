@@ -17,11 +17,12 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+Job = tuple[Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]]  # future, fn, args, kwargs
 
 
 class ModelThread:
     def __init__(self, name: str = "parley-model") -> None:
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 

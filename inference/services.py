@@ -29,16 +29,21 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from django.conf import settings
+from django.db import connections
 from django.utils.module_loading import import_string
 
 from inference.base import Embedder, ImageGenerator, TextGenerator
+from inference.models import ModelVersion
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+# What a backend instance was built from: its dotted path, then the active version's folder,
+# adapter and key when it follows the registry.
+Spec = tuple[str, ...]
 
 # How long a process trusts its last look at the registry. Each look is one indexed query; a
 # version activated elsewhere (the CLI, another server process) takes effect within this time.
@@ -47,7 +52,7 @@ ACTIVE_CHECK_SECONDS = 3.0
 _lock = threading.Lock()
 # (slot, backend dotted path) -> (spec it was built from, instance). Keyed by backend too, so a
 # test that switches backends with override_settings and back finds its instance again.
-_instances: dict[tuple[str, str], tuple[tuple, Any]] = {}
+_instances: dict[tuple[str, str], tuple[Spec, Any]] = {}
 
 _active_lock = threading.Lock()
 _active_cache: dict[str, tuple[float, ActiveVersion | None]] = {}
@@ -83,8 +88,6 @@ def active_version(kind: str) -> ActiveVersion | None:
 
 
 def _read_active(kind: str) -> ActiveVersion | None:
-    from inference.models import ModelVersion  # not at import time: services load before apps
-
     row = (
         ModelVersion.objects.filter(kind=kind, status=ModelVersion.Status.ACTIVE)
         .values_list("key", "path", "adapter")
@@ -103,8 +106,6 @@ def _off_the_event_loop(fn: Callable[[], T]) -> T:
         return fn()
 
     def closing() -> T:
-        from django.db import connections
-
         try:
             return fn()
         finally:
@@ -127,7 +128,7 @@ def _chat_follows_registry(backend: str) -> bool:
 
 def _get(slot: str, setting_name: str, kind: str | None = None) -> Any:
     backend = getattr(settings, setting_name)
-    spec: tuple = (backend,)
+    spec: Spec = (backend,)
     active: ActiveVersion | None = None
     keep_current = False
     if kind == "chat" and _chat_follows_registry(backend):
@@ -174,13 +175,17 @@ def _build(backend: str, active: ActiveVersion | None) -> Any:
     return instance
 
 
+# The settings name classes that implement these interfaces (subclasses or look-alikes: tests
+# use duck-typed doubles), so the instances are cast, not checked.
+
+
 def get_text_generator() -> TextGenerator:
-    return _get("chat", "TEXT_GENERATOR_BACKEND", kind="chat")
+    return cast(TextGenerator, _get("chat", "TEXT_GENERATOR_BACKEND", kind="chat"))
 
 
 def get_embedder() -> Embedder:
-    return _get("embedding", "EMBEDDER_BACKEND")
+    return cast(Embedder, _get("embedding", "EMBEDDER_BACKEND"))
 
 
 def get_image_generator() -> ImageGenerator:
-    return _get("image", "IMAGE_GENERATOR_BACKEND")
+    return cast(ImageGenerator, _get("image", "IMAGE_GENERATOR_BACKEND"))

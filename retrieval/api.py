@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Collection
 from datetime import datetime
+from types import GenericAlias
+from typing import Any, get_type_hints
 
 from django.http import HttpRequest
 from ninja import Router, Schema, Status
+from pydantic import create_model
 
 from core.auth import require_api_role
 from core.errors import DomainError
 from core.roles import AGENT, EDITOR, KNOWLEDGE
-from retrieval.actions import (
-    do_create_document_from_upload,
-    do_create_document_from_url,
-    do_delete_document,
-)
-from retrieval.errors import IngestError
+from retrieval.actions.create import do_create_document_from_upload, do_create_document_from_url
+from retrieval.actions.delete import do_delete_document
 from retrieval.models import COLLECTION_NAME, Document
-from retrieval.search import MODES, search
+from retrieval.search import MODES, Hit, search
 
 router = Router(tags=["knowledge base"])
 
@@ -51,22 +52,23 @@ class UrlIn(Schema):
     public: bool = True
 
 
-class HitOut(Schema):
-    """A search.Hit, read from its attributes."""
+def _schema_of(cls: type[Any], name: str, doc: str, *, leave_out: Collection[str]) -> type[Schema]:
+    """A response schema with a dataclass's fields (their types and defaults) but `leave_out`,
+    read from an instance's attributes: what the API shows of it is declared once, there."""
+    hints = get_type_hints(cls)
+    fields: dict[str, Any] = {
+        f.name: (hints[f.name], ... if f.default is dataclasses.MISSING else f.default)
+        for f in dataclasses.fields(cls)
+        if f.name not in leave_out
+    }
+    return create_model(name, __base__=Schema, __doc__=doc, **fields)
 
-    chunk_id: int
-    document_id: int
-    title: str
-    url: str
-    section: str
-    text: str
-    score: float
-    dense_score: float | None = None
-    bm25_score: float | None = None
-    fused_score: float | None = None
-    page: int | None = None
-    kind: str = "text"
-    language: str = ""
+
+# A search.Hit less its anchor and ranks. (`list[HitOut]` is written `GenericAlias(list, (HitOut,))`
+# below: a class built at run time is no type for the type checker.)
+HitOut = _schema_of(
+    Hit, "HitOut", "A search.Hit, read from its attributes.", leave_out=("anchor", "rank_dense", "rank_bm25")
+)
 
 
 def access_document(document_id: int) -> Document:
@@ -103,49 +105,47 @@ def _out(document: Document) -> DocumentOut:
         }
     },
 )
-def create_document(request: HttpRequest):
+def create_document(request: HttpRequest) -> Status[DocumentOut]:
     """Multipart `file` (with optional `collection`, `public`) or JSON `{"url": ...}`. Returns at
     once with status `pending`; poll `GET /api/documents/{id}` for progress."""
     require_api_role(request, KNOWLEDGE)
-    try:
-        if request.content_type == "multipart/form-data":
-            upload = request.FILES.get("file")
-            if upload is None:
-                raise DomainError("missing_file", "Send the document as the multipart field 'file'.", 400)
-            document = do_create_document_from_upload(
-                upload,
-                collection=request.POST.get("collection", "default"),
-                public=request.POST.get("public", "true").lower() not in ("0", "false", "no"),
-            )
-        else:
-            try:
-                body = UrlIn.model_validate(json.loads(request.body or b"null"))
-            except ValueError as exc:
-                raise DomainError(
-                    "invalid_request",
-                    'Send multipart form data with a file, or JSON {"url": "https://..."}.',
-                    400,
-                ) from exc
-            document = do_create_document_from_url(body.url, collection=body.collection, public=body.public)
-    except IngestError as exc:
-        raise DomainError(exc.code, exc.message, 413 if exc.code == "too_large" else 400) from exc
+    # An IngestError (a bad collection or URL, a file over the limit) is answered as raised.
+    if request.content_type == "multipart/form-data":
+        upload = request.FILES.get("file")
+        if upload is None:
+            raise DomainError("missing_file", "Send the document as the multipart field 'file'.", 400)
+        document = do_create_document_from_upload(
+            upload,
+            collection=request.POST.get("collection", "default"),
+            public=request.POST.get("public", "true").lower() not in ("0", "false", "no"),
+        )
+    else:
+        try:
+            body = UrlIn.model_validate(json.loads(request.body or b"null"))
+        except ValueError as exc:
+            raise DomainError(
+                "invalid_request",
+                'Send multipart form data with a file, or JSON {"url": "https://..."}.',
+                400,
+            ) from exc
+        document = do_create_document_from_url(body.url, collection=body.collection, public=body.public)
     return Status(202, _out(document))
 
 
 @router.get("/documents/{document_id}", response=DocumentOut, summary="A document's status")
-def get_document(request: HttpRequest, document_id: int):
+def get_document(request: HttpRequest, document_id: int) -> DocumentOut:
     require_api_role(request, KNOWLEDGE, AGENT, EDITOR)
     return _out(access_document(document_id))
 
 
 @router.delete("/documents/{document_id}", response={204: None}, summary="Delete a document and its vectors")
-def delete_document(request: HttpRequest, document_id: int):
+def delete_document(request: HttpRequest, document_id: int) -> Status[None]:
     require_api_role(request, KNOWLEDGE)
     do_delete_document(access_document(document_id))
     return Status(204, None)
 
 
-@router.get("/search", response=list[HitOut], summary="Search the knowledge base")
+@router.get("/search", response=GenericAlias(list, (HitOut,)), summary="Search the knowledge base")
 def search_documents(
     request: HttpRequest,
     q: str,
@@ -154,7 +154,7 @@ def search_documents(
     mode: str = "hybrid",
     language: str | None = None,
     mmr: bool = False,
-):
+) -> list[Hit]:
     """Hybrid (BM25 + dense) search by default; each hit carries its per-retriever scores.
     Staff only (knowledge, agent, editor), so private documents are searched too."""
     require_api_role(request, KNOWLEDGE, AGENT, EDITOR)

@@ -27,10 +27,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Protocol
 
 import bm25s
 import numpy as np
-from bm25s import stopwords as bm25s_stopwords
 from django.conf import settings
 from django.db.models import Count, Max, Sum
 
@@ -38,24 +38,27 @@ from retrieval.models import COLLECTION_NAME, Chunk, Document
 
 log = logging.getLogger(__name__)
 
-# ISO 639-1 code -> (Snowball algorithm, bm25s stopword list). Other languages: no stemming,
-# no stopwords (still a working, if blunter, BM25).
-_LANGUAGES: dict[str, tuple[str, list[str] | tuple[str, ...]]] = {
-    "en": ("english", bm25s_stopwords.STOPWORDS_EN_PLUS),
-    "de": ("german", bm25s_stopwords.STOPWORDS_GERMAN),
-    "nl": ("dutch", bm25s_stopwords.STOPWORDS_DUTCH),
-    "fr": ("french", bm25s_stopwords.STOPWORDS_FRENCH),
-    "es": ("spanish", bm25s_stopwords.STOPWORDS_SPANISH),
-    "pt": ("portuguese", bm25s_stopwords.STOPWORDS_PORTUGUESE),
-    "it": ("italian", bm25s_stopwords.STOPWORDS_ITALIAN),
-    "sv": ("swedish", bm25s_stopwords.STOPWORDS_SWEDISH),
-    "da": ("danish", bm25s_stopwords.STOPWORDS_DANISH),
-    "no": ("norwegian", bm25s_stopwords.STOPWORDS_NORWEGIAN),
-    "nb": ("norwegian", bm25s_stopwords.STOPWORDS_NORWEGIAN),
-    "ru": ("russian", bm25s_stopwords.STOPWORDS_RUSSIAN),
-    "tr": ("turkish", bm25s_stopwords.STOPWORDS_TURKISH),
-    "fi": ("finnish", ()),
+# ISO 639-1 code -> Snowball algorithm. Other languages: no stemming, no stopwords (still a
+# working, if blunter, BM25).
+_ALGORITHMS = {
+    "en": "english",
+    "de": "german",
+    "nl": "dutch",
+    "fr": "french",
+    "es": "spanish",
+    "pt": "portuguese",
+    "it": "italian",
+    "sv": "swedish",
+    "da": "danish",
+    "no": "norwegian",
+    "nb": "norwegian",
+    "ru": "russian",
+    "tr": "turkish",
+    "fi": "finnish",
 }
+# The bm25s stopword list of each algorithm, by the name bm25s.tokenize knows it by: the
+# algorithm's own name, but English takes the longer list and Finnish has none.
+_STOPWORDS: dict[str, str | None] = {"english": "english_plus", "finnish": None}
 
 
 # Part of every store's stamp: bump it when tokenisation changes, so stores built the old way
@@ -68,13 +71,20 @@ def base_language(language: str | None) -> str:
     return (language or "en").split("-")[0].split("_")[0].lower()
 
 
+class WordStemmer(Protocol):
+    """What bm25s needs of a stemmer (PyStemmer's, whose package has no types)."""
+
+    def stemWords(self, words: list[str]) -> list[str]: ...
+
+
 @lru_cache(maxsize=32)
-def _stemmer(algorithm: str):
+def _stemmer(algorithm: str) -> WordStemmer | None:
     try:
         import Stemmer  # PyStemmer: optional, BM25 works (less well) without stemming
     except ImportError:
         return None
-    return Stemmer.Stemmer(algorithm)  # bm25s calls its batch stemWords()
+    stemmer: WordStemmer = Stemmer.Stemmer(algorithm)  # bm25s calls its batch stemWords()
+    return stemmer
 
 
 # "Wi-Fi" is also written "wifi", "e-mail" "email": index both the parts and the joined word.
@@ -88,14 +98,15 @@ def _with_joined(match: re.Match[str]) -> str:
 def tokenize(texts: Sequence[str], language: str | None = "en") -> list[list[str]]:
     """Lowercased, stopword-free, stemmed word tokens for each text (the same for chunks and
     queries, which is what makes their terms meet)."""
-    algorithm, stopwords = _LANGUAGES.get(base_language(language), ("", ()))
-    return bm25s.tokenize(
+    algorithm = _ALGORITHMS.get(base_language(language))
+    tokens: list[list[str]] = bm25s.tokenize(
         [_HYPHENATED.sub(_with_joined, text) for text in texts],
-        stopwords=list(stopwords),
+        stopwords=_STOPWORDS.get(algorithm, algorithm) if algorithm else None,
         stemmer=_stemmer(algorithm) if algorithm else None,
         return_ids=False,
         show_progress=False,
     )
+    return tokens
 
 
 class BM25Index:

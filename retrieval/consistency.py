@@ -12,10 +12,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 from django.conf import settings
+from django.db.models import QuerySet
 
+from inference.base import Embedder
 from inference.services import get_embedder
 from retrieval.index import get_index
 from retrieval.models import COLLECTION_NAME, Chunk, Document
@@ -39,14 +42,14 @@ class Report:
     def ok(self) -> bool:
         return not self.missing_ids and not self.extra_ids and not self.error
 
-    def as_dict(self, limit: int = 20) -> dict:
+    def as_dict(self, limit: int = 20) -> dict[str, Any]:
         data = asdict(self)
         data["missing_ids"], data["extra_ids"] = self.missing_ids[:limit], self.extra_ids[:limit]
         data["missing"], data["extra"], data["ok"] = len(self.missing_ids), len(self.extra_ids), self.ok
         return data
 
 
-def _ready_chunks(collection: str):
+def _ready_chunks(collection: str) -> QuerySet[Chunk]:
     return Chunk.objects.filter(document__collection=collection, document__status=Document.Status.READY)
 
 
@@ -86,7 +89,7 @@ def check_index(collection: str) -> Report:
     )
 
 
-def _reembed(embedder, stale: list[tuple[int, str]]) -> dict[int, np.ndarray]:
+def _reembed(embedder: Embedder, stale: list[tuple[int, str]]) -> dict[int, np.ndarray]:
     """Embed chunks that have no (usable) stored vector and store the vectors on their rows."""
     fresh: dict[int, np.ndarray] = {}
     for start in range(0, len(stale), REEMBED_BATCH):

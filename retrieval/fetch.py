@@ -38,6 +38,7 @@ from defusedxml import ElementTree as SafeElementTree
 from defusedxml.common import DefusedXmlException
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.http.request import validate_host
 
 from retrieval.errors import IngestError
 from retrieval.loaders import SUPPORTED_SUFFIXES, suffix_for_content_type
@@ -165,18 +166,12 @@ def address_refused(address: str | IPAddress, *, allowed: Iterable[str]) -> bool
 
 
 def host_allowed(host: str, allowed: Iterable[str]) -> bool:
-    """Whether `host` (a name) is on the allow-list: named exactly (case and a final dot aside),
-    or below an entry that starts with a dot (".corp.example" admits "corp.example" and
-    "wiki.corp.example", as Django's ALLOWED_HOSTS reads it)."""
-    name = host.lower().rstrip(".")
-    for entry in allowed:
-        entry = entry.strip().lower().rstrip(".")
-        if entry.startswith("."):
-            if name == entry[1:] or name.endswith(entry):
-                return True
-        elif entry and name == entry:
-            return True
-    return False
+    """Whether `host` (a name) is on the allow-list, read as Django reads ALLOWED_HOSTS
+    (`validate_host`): named exactly, or below an entry that starts with a dot (".corp.example"
+    admits "corp.example" and "wiki.corp.example"); case, spaces and a final dot aside. Except
+    that "*" admits no host: a wildcard would switch the check off for every name."""
+    patterns = (entry.strip().rstrip(".") for entry in allowed)
+    return validate_host(host.lower().rstrip("."), [p for p in patterns if p != "*"])
 
 
 def _blocked(host: str) -> IngestError:
@@ -219,7 +214,14 @@ class _CheckedBackend(httpcore.SyncBackend):
     def __init__(self, allowed: Sequence[str]) -> None:
         self.allowed = allowed
 
-    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
         addresses = checked_addresses(host, port, self.allowed)
         for address in addresses[:-1]:
             try:
@@ -306,7 +308,8 @@ def _sitemap_bytes(fetched: Fetched) -> bytes:
 def _parse_xml(data: bytes, url: str) -> Element:
     # defusedxml refuses DTDs with entities and external references: no billion laughs, no XXE.
     try:
-        return SafeElementTree.fromstring(data, forbid_dtd=False)
+        root: Element = SafeElementTree.fromstring(data, forbid_dtd=False)  # defusedxml is untyped
+        return root
     except DefusedXmlException as exc:
         raise IngestError(f"{url} uses XML entities, which sitemaps never need", code="malformed") from exc
     except SafeElementTree.ParseError as exc:

@@ -98,9 +98,9 @@ def mmr_select(
     rel = np.asarray(relevance, dtype=np.float64)
     span = float(rel.max() - rel.min()) if n else 0.0
     rel = (rel - rel.min()) / span if span > 1e-12 else np.ones(n)
-    known = [i for i in range(n) if vectors[i] is not None]
-    matrix = np.stack([vectors[i] for i in known]).astype(np.float32) if known else np.zeros((0, 1))
-    row_of = {i: r for r, i in enumerate(known)}
+    known = [(i, v) for i, v in enumerate(vectors[:n]) if v is not None]
+    matrix = np.stack([v for _, v in known]).astype(np.float32) if known else np.zeros((0, 1))
+    row_of = {i: r for r, (i, _) in enumerate(known)}
     max_sim = np.zeros(n)  # each candidate's highest cosine to anything picked so far
     picked: list[int] = []
     remaining = set(range(n))
@@ -110,6 +110,6 @@ def mmr_select(
         remaining.discard(best)
         if best in row_of and known:
             sims = np.einsum("ij,j->i", matrix, matrix[row_of[best]])  # (len(known),); no BLAS pool
-            for r, i in enumerate(known):
+            for r, (i, _) in enumerate(known):
                 max_sim[i] = max(max_sim[i], float(sims[r]))
     return picked

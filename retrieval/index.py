@@ -68,7 +68,7 @@ MIN_POINTS_PER_LIST = 39
 def nlist_for(n: int) -> int:
     """IVF lists for n vectors: the power of two nearest sqrt(n) (~1,000 vectors per list at 1M),
     halved until every list has at least MIN_POINTS_PER_LIST training points."""
-    lists = 2 ** round(math.log2(math.sqrt(max(n, 1))))
+    lists: int = 2 ** round(math.log2(math.sqrt(max(n, 1))))
     while lists > 1 and n < MIN_POINTS_PER_LIST * lists:
         lists //= 2
     return max(lists, 1)
@@ -103,14 +103,28 @@ def _ivf(index: faiss.Index) -> faiss.IndexIVF | None:
         return None
 
 
+def _id_map(index: faiss.Index) -> faiss.IndexIDMap:
+    """The exact layout, `IndexIDMap2(IndexFlatIP)` (an index that is not IVF is that one)."""
+    if not isinstance(index, faiss.IndexIDMap):
+        raise TypeError(f"not an IVF or id-mapped index: {type(index).__name__}")
+    return index
+
+
+def _lists(ivf: faiss.IndexIVF) -> faiss.InvertedLists:
+    if ivf.invlists is None:
+        raise TypeError("an IVF index without inverted lists")
+    return ivf.invlists
+
+
 def _extract(index: faiss.Index) -> tuple[np.ndarray, np.ndarray]:
     """Every (id, vector) an exact or IVF-Flat index holds: ids (n,) int64, vectors (n, dim)."""
     ivf = _ivf(index)
     if ivf is None:
-        ids = faiss.vector_to_array(index.id_map).astype(np.int64)  # (n,)
-        vectors = index.index.reconstruct_n(0, index.ntotal) if index.ntotal else None
-        return ids, (vectors if vectors is not None else np.zeros((0, index.d), np.float32))
-    invlists = ivf.invlists
+        exact = _id_map(index)
+        ids = faiss.vector_to_array(exact.id_map).astype(np.int64)  # (n,)
+        vectors = exact.index.reconstruct_n(0, exact.ntotal) if exact.ntotal else None
+        return ids, (vectors if vectors is not None else np.zeros((0, exact.d), np.float32))
+    invlists = _lists(ivf)
     id_parts, vector_parts = [], []
     for list_no in range(ivf.nlist):
         size = invlists.list_size(list_no)
@@ -127,11 +141,12 @@ def _extract(index: faiss.Index) -> tuple[np.ndarray, np.ndarray]:
 def _ids_of(index: faiss.Index) -> np.ndarray:
     ivf = _ivf(index)
     if ivf is None:
-        return faiss.vector_to_array(index.id_map).astype(np.int64)
+        return faiss.vector_to_array(_id_map(index).id_map).astype(np.int64)
+    invlists = _lists(ivf)
     parts = [
-        faiss.rev_swig_ptr(ivf.invlists.get_ids(i), ivf.invlists.list_size(i)).copy()
+        faiss.rev_swig_ptr(invlists.get_ids(i), invlists.list_size(i)).copy()
         for i in range(ivf.nlist)
-        if ivf.invlists.list_size(i)
+        if invlists.list_size(i)
     ]
     return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
 
@@ -335,7 +350,7 @@ class VectorIndex:
         with self._lock:
             index = self._current()
             if len(remove) and index.ntotal:
-                index.remove_ids(remove)
+                index.remove_ids(remove)  # type: ignore[arg-type]  # faiss's stub: an IDSelector only
             if len(add):
                 index.add_with_ids(vectors, add)
             self._gpu_index = None
@@ -359,15 +374,16 @@ class VectorIndex:
         started = time.perf_counter()
         ids, vectors = _extract(index)
         fresh = self._layout_for(len(ids), approximate=approximate)
-        if _ivf(fresh) is not None:
-            fresh.train(self._training_sample(vectors, _ivf(fresh).nlist))
+        fresh_ivf = _ivf(fresh)
+        if fresh_ivf is not None:
+            fresh.train(self._training_sample(vectors, fresh_ivf.nlist))
         fresh.add_with_ids(vectors, ids)
         log.info(
             "event=index_relayout collection=%s reason=%s vectors=%d layout=%s seconds=%.1f",
             self.collection,
             reason,
             n,
-            "ivf" if _ivf(fresh) is not None else "exact",
+            "ivf" if fresh_ivf is not None else "exact",
             time.perf_counter() - started,
         )
         return fresh

@@ -231,7 +231,9 @@ def retrieve(
             bm25_score=float(bm25_pos[p]) if bm25_pos is not None else None,
             fused_score=float(fused[p]) if fused is not None else None,
             rank_dense=int(rank_dense[p]) if rank_dense is not None else None,
-            rank_bm25=int(rank_bm25[p]) if rank_bm25 is not None and bm25_pos[p] > 0 else None,
+            rank_bm25=int(rank_bm25[p])
+            if rank_bm25 is not None and bm25_pos is not None and bm25_pos[p] > 0
+            else None,
         )
         for p in order[:k]
     ]

@@ -67,7 +67,7 @@ def demo_kb(db, embedder, isolated_index):
     """The demo knowledge base ingested into a fresh index (the DB rolls back after each test;
     the index directory is emptied so vector ids never point at rows of an earlier test)."""
     from retrieval import index as retrieval_index
-    from retrieval.actions import do_ingest_path
+    from retrieval.actions.ingest import do_ingest_path
 
     _reset_index(isolated_index, retrieval_index)
     results = do_ingest_path(DEMO_DIR)

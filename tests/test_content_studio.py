@@ -64,7 +64,7 @@ def test_a_brief_becomes_a_grounded_article_with_meta_faq_checks_and_images(gene
     assert item.title == BRIEF["topic"] and item.slug == "slow-wifi" and item.meta_description
     assert len(item.sections) == 3 and all(s["heading"] and s["text"] for s in item.sections)
     assert item.intro and len(item.image_prompts) == 2
-    assert item.model_version is not None and item.prompt_template == "article-v1"
+    assert item.model_version is not None and item.prompt_template == "article-v2"
     assert item.retrieved and any("Wi-Fi" in r["title"] for r in item.retrieved)
     assert item.checks and {c["status"] for c in item.checks} <= {"pass", "warn", "fail"}
     assert Revision.objects.get(item=item).author is None  # revision 1: the model's
@@ -195,11 +195,20 @@ def test_comments_regeneration_and_bad_inputs(generated, client, editor):
         == 400
     )
     before = [dict(s) for s in item.sections]
-    regenerated = api(client, editor, "post", f"/api/content/items/{item.pk}/regenerate", {"part": section})
-    assert regenerated.status_code == 200, regenerated.content
+    queued = api(client, editor, "post", f"/api/content/items/{item.pk}/regenerate", {"part": section})
+    assert queued.status_code == 202, queued.content
+    assert queued.json()["status"] == "queued" and queued.json()["part"] == section
+    busy = api(client, editor, "post", f"/api/content/items/{item.pk}/regenerate", {"part": "intro"})
+    assert busy.status_code == 409 and busy.json()["error"]["code"] == "regenerating"
+    from content.tasks import content_regenerate_part
+
+    assert content_regenerate_part(queued.json()["id"]) == "done"  # the worker's part
+    regenerated = api(client, editor, "get", f"/api/content/items/{item.pk}")
     after = regenerated.json()["fields"]
     assert after["sections"][1:] == before[1:] and after["intro"] == item.intro  # the rest untouched
-    assert regenerated.json()["revisions"][-1]["note"] == f"regenerated {section}"
+    assert regenerated.json()["regeneration"]["status"] == "done"
+    if regenerated.json()["regeneration"]["revision"] is not None:  # sampled: almost always new text
+        assert regenerated.json()["revisions"][-1]["note"] == f"regenerated {section}"
     assert (
         api(client, editor, "post", f"/api/content/items/{item.pk}/regenerate", {"part": "nope"}).status_code
         == 400
@@ -288,3 +297,24 @@ def test_image_progress_is_recorded_and_a_running_image_can_be_cancelled(studio,
     assert (
         cancelled.status == "cancelled" and not cancelled.path and cancelled.progress == 25
     )  # stopped at step 2
+
+
+def test_the_studio_regenerates_a_part_in_the_background_with_the_real_model(generated, editor):
+    """The studio page queues `content.regenerate_part` (tests/test_studio_pages.py checks the
+    page); here its body runs the real model as the worker would."""
+    from content import regeneration
+    from content.tasks import content_regenerate_part
+
+    item = generated
+    sections = [dict(s) for s in item.sections]
+    job = regeneration.request(item, "intro", editor)
+    assert job.status == "queued" and ContentItem.objects.get(pk=item.pk).revision == 1
+
+    assert content_regenerate_part(job.pk) == "done"
+    job.refresh_from_db()
+    item.refresh_from_db()
+    assert item.sections == sections  # the rest untouched
+    if job.revision is not None:  # sampled, so almost always a new text
+        assert job.revision == item.revision == 2
+        assert item.revisions.get(number=2).author == editor
+        assert item.revisions.get(number=2).note == "regenerated intro"

@@ -437,23 +437,19 @@ def test_reassigning_to_an_agent_and_to_nobody(signed_in, outsider):
 
 
 def test_regenerating_queues_a_new_draft(signed_in, agent):
-    from assistant.tasks import desk_regenerate
-
     ticket = make_ticket()
-    with mock.patch.object(desk_regenerate, "delay", autospec=True) as delay:
+    with mock.patch("assistant.desk.review.enqueue", autospec=True) as enqueue:
         response = signed_in.post(detail_url(ticket, "regenerate"), follow=True)
 
     assert response.redirect_chain == [(detail_url(ticket), 302)]
     assert "A new draft is being written" in response.content.decode()
-    delay.assert_called_once_with(ticket.pk, agent.pk)
+    enqueue.assert_called_once_with("assistant.desk_regenerate", ticket.pk, agent.pk)
 
 
 def test_regenerating_a_sent_ticket_is_refused(signed_in):
-    from assistant.tasks import desk_regenerate
-
     ticket = make_ticket(status=Ticket.Status.SENT)
-    with mock.patch.object(desk_regenerate, "delay", autospec=True) as delay:
+    with mock.patch("assistant.desk.review.enqueue", autospec=True) as enqueue:
         response = signed_in.post(detail_url(ticket, "regenerate"), follow=True)
 
     assert "A ticket that is sent cannot get a new draft." in response.content.decode()
-    delay.assert_not_called()
+    enqueue.assert_not_called()

@@ -9,7 +9,7 @@ import pytest
 
 from inference.backends.local import StopStringFilter
 from inference.base import GenerationParams, InputTooLong
-from inference.engine import IncrementalDecoder
+from inference.engine.decoding import IncrementalDecoder
 
 pytestmark = pytest.mark.slow
 

@@ -174,3 +174,57 @@ async def test_a_model_that_cannot_even_be_loaded_gets_the_visitor_the_fallback(
     with override_settings(TEXT_GENERATOR_BACKEND=backend(UnloadableModel)):
         frames, handoff = await ask(QUESTION)
     await assert_fell_back(frames, handoff, "error")
+
+
+# --- The desk and the studio: the same answer path, the same watch ------------------------------
+
+
+def _ticket(text: str):
+    from assistant.models import MailMessage, Ticket
+
+    ticket = Ticket.objects.create(subject="Router", customer_email="ana@example.com", customer_name="Ana")
+    MailMessage.objects.create(
+        ticket=ticket,
+        direction=MailMessage.Direction.IN,
+        message_id="<fallback-1@example.com>",
+        from_email="ana@example.com",
+        from_name="Ana",
+        subject="Router",
+        text=text,
+    )
+    return ticket
+
+
+def test_a_model_that_stops_talking_gets_the_desk_a_flagged_empty_draft_with_its_provenance(demo_kb):
+    from assistant.desk.drafting import write_draft_or_flag
+
+    _Double.closed.clear()
+    ticket = _ticket(QUESTION)
+    with override_settings(
+        TEXT_GENERATOR_BACKEND=backend(StallingModel), ANSWER_BACKGROUND_STALL_SECONDS=0.5
+    ):
+        draft = write_draft_or_flag(ticket)
+    assert draft.body == "" and draft.low_confidence  # never the half-written "To reset"
+    assert draft.flags == [
+        "No draft was written: the model stopped writing. Write the reply yourself, or regenerate it later."
+    ]
+    # What the attempt was given stays on record: the template, the prompt, the numbered chunks.
+    assert draft.prompt_template == "desk-draft-v1" and draft.prompt[-1]["role"] == "user"
+    assert draft.retrieved and all({"chunk", "score", "source"} <= set(r) for r in draft.retrieved)
+    assert _Double.closed == ["StallingModel"]
+
+
+def test_an_article_part_from_a_model_that_never_stops_fails_the_step_not_the_worker(demo_kb):
+    from content.generation import generate
+    from content.models import Brief, ContentItem
+
+    brief = Brief.objects.create(topic="Factory reset", keyphrase="factory reset", length="short")
+    item = ContentItem.objects.create(brief=brief, generation=ContentItem.Generation.QUEUED)
+    with override_settings(
+        TEXT_GENERATOR_BACKEND=backend(EndlessModel),
+        ANSWER_BACKGROUND_STALL_SECONDS=5,
+        ANSWER_BACKGROUND_TIMEOUT_SECONDS=0.6,
+    ):
+        generate(item.pk)
+    item.refresh_from_db()
+    assert item.generation == ContentItem.Generation.FAILED and "CutOff" in item.error

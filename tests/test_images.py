@@ -14,14 +14,16 @@ from django.test import override_settings
 from PIL import Image
 
 from inference.base import InferenceError, InputTooLong, ModelUnavailable
-from inference.images import (
+from inference.images import LocalImageGenerator
+from inference.prepare import (
     BUILTIN_SPEC,
-    LocalImageGenerator,
+    MANIFEST,
     build_builtin_pipeline,
     builtin_model_dir,
+    prepare_image_model,
+    read_manifest,
     weights_sha256,
 )
-from inference.prepare import MANIFEST, prepare_image_model, read_manifest
 
 PROMPT = "a lighthouse at dusk, oil painting"
 
@@ -180,7 +182,7 @@ def test_a_configured_model_folder_loads_through_auto_pipeline(image_generator, 
 
 @pytest.mark.slow
 def test_a_hub_model_missing_from_the_offline_cache_is_reported_unavailable(monkeypatch):
-    monkeypatch.setattr("inference.images._hub_offline", lambda: True)
+    monkeypatch.setattr("inference.images.generator.hub_offline", lambda: True)
     with pytest.raises(ModelUnavailable) as caught:
         LocalImageGenerator("parley-tests/no-such-diffusion-model")
     assert caught.value.code == "model_unavailable"

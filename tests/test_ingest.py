@@ -1,16 +1,21 @@
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 
-from retrieval import actions
-from retrieval.actions import do_ingest_file, do_ingest_path
+from core import jobs
+from core.errors import DomainError
+from retrieval.actions import ingest, store
+from retrieval.actions.create import do_create_document_from_url
+from retrieval.actions.ingest import do_ingest_file, do_ingest_path
 from retrieval.chunking import chunk_markdown
 from retrieval.errors import IngestError
 from retrieval.index import VectorIndex, get_index
 from retrieval.models import Chunk, Document
 from retrieval.search import search
-from tests.conftest import DEMO_DIR
+from tests.conftest import DEMO_DIR, bearer
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
@@ -134,7 +139,7 @@ def _chunk_ids(collection: str) -> dict[str, set[int]]:
 def test_a_folder_is_ingested_in_groups_and_reruns_touch_only_what_changed(
     db, embedder, tmp_path, calls, monkeypatch
 ):
-    monkeypatch.setattr(actions, "GROUP_DOCUMENTS", 4)  # two groups, each with good and bad files
+    monkeypatch.setattr(ingest, "GROUP_DOCUMENTS", 4)  # two groups, each with good and bad files
     folder = tmp_path / "kb"
     folder.mkdir()
     (folder / "a_hours.md").write_text("# Opening hours\n\nThe shop opens at 8:00 and closes at 22:00.\n")
@@ -186,15 +191,15 @@ def test_a_folder_is_ingested_in_groups_and_reruns_touch_only_what_changed(
 def test_a_large_document_is_a_group_of_its_own_and_shows_progress(
     db, embedder, tmp_path, calls, monkeypatch
 ):
-    monkeypatch.setattr(actions, "GROUP_CHUNKS", 8)
+    monkeypatch.setattr(ingest, "GROUP_CHUNKS", 8)
     seen = []
-    save_progress = actions._progress
+    save_progress = store._progress
 
     def recording_progress(document, percent):
         seen.append((document.pk, percent))
         save_progress(document, percent)
 
-    monkeypatch.setattr(actions, "_progress", recording_progress)
+    monkeypatch.setattr(store, "_progress", recording_progress)
     folder = tmp_path / "kb"
     folder.mkdir()
     (folder / "a_small.md").write_text("# Small\n\nA short note.\n")
@@ -206,3 +211,23 @@ def test_a_large_document_is_a_group_of_its_own_and_shows_progress(
     assert big.chunks > 8 and all(r.document.status == "ready" for r in results)
     assert calls["replace"] == [1, big.chunks, 1]  # the big one is stored on its own
     assert (big.document.pk, 95) in seen  # and its progress was saved as it was embedded
+
+
+def test_an_upload_over_the_limit_is_refused_with_its_own_status(client, knowledge_manager, settings):
+    assert isinstance(IngestError("x"), DomainError) and IngestError("x").status == 400
+    settings.INGEST_MAX_FILE_BYTES = 10
+    upload = io.BytesIO(b"x" * 100)
+    upload.name = "big.txt"
+    response = client.post("/api/documents", {"file": upload}, **bearer(knowledge_manager))
+    assert response.status_code == 413  # IngestError(code="too_large") says so, not the API
+    error = response.json()["error"]
+    assert error == {"code": "too_large", "message": "big.txt is 100 bytes; the limit is 10."}
+
+
+def test_processing_is_queued_by_task_name_once_committed(monkeypatch, django_capture_on_commit_callbacks):
+    queued = []
+    monkeypatch.setattr(jobs, "enqueue", lambda name, *args: queued.append((name, *args)))
+    with django_capture_on_commit_callbacks(execute=True):
+        document = do_create_document_from_url("https://example.com/page")
+        assert queued == []
+    assert queued == [("retrieval.process_document", document.pk)]

@@ -12,7 +12,7 @@ import zipfile
 
 import pytest
 
-from retrieval.actions import do_ingest_path
+from retrieval.actions.ingest import do_ingest_path
 from retrieval.errors import IngestError
 from retrieval.index import VectorIndex, get_index
 from retrieval.models import Chunk, Document

@@ -31,7 +31,7 @@ def _recites_instructions(text: str, words: int = 8) -> bool:
 async def test_instructions_hidden_in_a_document_never_reach_the_prompt(demo_kb, text_generator, tmp_path):
     from asgiref.sync import sync_to_async
 
-    from retrieval.actions import do_ingest_file
+    from retrieval.actions.ingest import do_ingest_file
 
     poisoned = tmp_path / "router-warranty.md"
     poisoned.write_text(

@@ -40,7 +40,7 @@ OTHER = "bo@example.org"
 def person(settings, tmp_path, embedder, isolated_index):
     """Jane's data everywhere Parley keeps it, next to Bo's, which must survive her erasure."""
     from retrieval import index as retrieval_index
-    from retrieval.actions import do_ingest_path
+    from retrieval.actions.ingest import do_ingest_path
 
     settings.DATA_DIR = tmp_path
     _reset_index(isolated_index, retrieval_index)

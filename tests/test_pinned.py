@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from answers.models import PinnedAnswer
+from answers.pinned import find_pinned
 from assistant.chat.actions import retrieval_query, stream_answer
-from assistant.chat.pinned import find_pinned
-from assistant.models import Message, PinnedAnswer
+from assistant.models import Message
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,7 +31,7 @@ def pinned(db, embedder):
 )
 def test_paraphrases_match_the_pinned_answer(pinned, question):
     match = find_pinned(question, "default")
-    assert match is not None and match[0] == pinned, question
+    assert match is not None and match.answer == pinned, question
 
 
 @pytest.mark.parametrize(

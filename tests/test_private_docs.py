@@ -10,7 +10,7 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from assistant.models import Draft, MailMessage, Message, Ticket
-from retrieval.actions import do_ingest_file, do_ingest_path
+from retrieval.actions.ingest import do_ingest_file, do_ingest_path
 from retrieval.models import Chunk, Document
 from retrieval.search import MODES, search
 from tests.conftest import bearer

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import pickle
 from pathlib import Path
 
 import pytest
@@ -16,17 +17,21 @@ from django.db import IntegrityError, connections, transaction
 from django.test import TestCase, override_settings
 from django.urls import reverse
 
+from core.errors import DomainError
 from inference import services
 from inference.actions import (
     AlreadyActive,
     ModelFilesMissing,
     NothingToRollBack,
+    RegistryError,
+    VersionNotFound,
     do_activate_model_version,
     do_register_model_version,
     do_rollback,
     version_for_key,
 )
-from inference.base import GenerationParams
+from inference.base import GenerationParams, InferenceError, InputTooLong, ModelBusy, ModelUnavailable
+from inference.finetune import FineTuneError
 from inference.management.commands.models import Command as ModelsCommand
 from inference.models import ModelEvent, ModelVersion
 
@@ -404,3 +409,26 @@ def test_answers_come_from_the_newly_active_chat_version(text_generator):
     assert version_for_key(usage.model_version, "chat") == again  # what a stored answer points at
     _, old_usage = asyncio.run(text_generator.complete(messages, GenerationParams(max_tokens=4)))
     assert old_usage.model_version == text_generator.model_version  # the old one still serves
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "status"),
+    [
+        (InferenceError(), "inference_error", 503),
+        (InferenceError("The server timed out.", code="timeout"), "timeout", 503),
+        (ModelBusy(), "busy", 503),
+        (ModelUnavailable("No chat model."), "model_unavailable", 503),
+        (InputTooLong("Too long."), "input_too_long", 400),
+        (RegistryError(), "registry_error", 409),
+        (AlreadyActive("Already."), "already_active", 409),
+        (VersionNotFound("No model version 7."), "version_not_found", 404),
+        (FineTuneError("Diverged."), "finetune_failed", 400),
+    ],
+)
+def test_inference_errors_are_domain_errors_that_keep_their_codes_and_messages(error, code, status):
+    assert isinstance(error, DomainError)
+    assert (error.code, error.status) == (code, status)
+    assert str(error) == error.message and error.message  # str() is the message, as callers store it
+    assert error.body() == {"error": {"code": code, "message": error.message}}
+    copy = pickle.loads(pickle.dumps(error))  # a Celery result carries it across processes
+    assert (type(copy), copy.code, copy.message, copy.status) == (type(error), code, error.message, status)

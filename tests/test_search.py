@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from retrieval import index as retrieval_index
-from retrieval.actions import do_ingest_file, do_ingest_path
+from retrieval.actions.ingest import do_ingest_file, do_ingest_path
 from retrieval.bm25 import get_bm25
 from retrieval.fusion import mmr_select, reciprocal_ranks, zscore
 from retrieval.models import Chunk, Document

@@ -23,7 +23,7 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 
 from retrieval.errors import IngestError
-from retrieval.fetch import address_refused, fetch
+from retrieval.fetch import address_refused, fetch, host_allowed
 
 PAGE = (
     b"<html><head><title>Returns</title></head><body><article><h1>Returns</h1><p>Return any item "
@@ -172,6 +172,14 @@ def test_allowed_networks_are_not_refused():
     assert not address_refused("10.1.2.3", allowed=("10.0.0.0/8",))
     assert not address_refused("::ffff:10.1.2.3", allowed=("10.0.0.0/8",))
     assert address_refused("10.1.2.3", allowed=("192.168.0.0/16", "wiki.corp.test"))
+
+
+def test_allowed_names_are_read_as_django_reads_allowed_hosts_but_a_star_admits_none():
+    allowed = ("Wiki.Corp.Test.", " .docs.test ", "*")
+    assert host_allowed("wiki.corp.test", allowed) and host_allowed("WIKI.corp.test.", allowed)
+    assert host_allowed("docs.test", allowed) and host_allowed("a.b.docs.test", allowed)
+    assert not host_allowed("evildocs.test", allowed) and not host_allowed("corp.test", allowed)
+    assert not host_allowed("metadata.google.internal", ("*",))
 
 
 # --- The first hop, redirects, DNS --------------------------------------------------------------
@@ -336,7 +344,7 @@ def test_the_ingest_command_refuses_private_addresses_and_says_how_to_allow_them
 @pytest.mark.django_db
 @override_settings(INGEST_ALLOWED_HOSTS=[])
 def test_a_url_sent_to_the_api_is_refused_when_it_is_processed(client, knowledge_manager, connections):
-    from retrieval.actions import process_document
+    from retrieval.actions.ingest import process_document
     from retrieval.models import Document
     from tests.conftest import bearer
 

@@ -1,6 +1,7 @@
 """The studio as an editor uses it, in headless Chromium against `manage.py serve` (its embedded
 Celery worker writes the article with the real chat model): create a brief, watch the progress,
-edit a section, comment, see a failing check, fix it, approve the rest with reasons, export."""
+edit a section, comment, regenerate a part, see a failing check, fix it, approve the rest with
+reasons, export."""
 
 from __future__ import annotations
 
@@ -51,6 +52,16 @@ def test_an_editor_takes_a_brief_to_an_exported_article(live_parley, browser):
     comments.locator("textarea").fill("Add the 5 GHz tip here.")
     comments.get_by_role("button", name="Add comment").click()
     page.locator(".comment .text").filter(has_text="Add the 5 GHz tip here.").wait_for()
+
+    # Regenerate the introduction: the worker rewrites it while the page says so, then the page
+    # reloads with the new revision.
+    page.get_by_role("button", name="Regenerate the introduction").click()
+    page.locator(".messages", has_text="Regenerating the introduction").wait_for()
+    page.locator("#regeneration[data-status=done], #regeneration[data-status=failed]").wait_for(
+        timeout=240_000
+    )
+    assert page.locator("#regeneration").get_attribute("data-status") == "done"
+    assert "The introduction" in page.locator("#regeneration").inner_text()
 
     # The failing check says why; the editor fixes the meta description and it passes.
     meta_check = page.locator("li.check").filter(has_text="Keyphrase in meta description")

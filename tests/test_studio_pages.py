@@ -5,10 +5,10 @@ through Django's test client as an editor's browser would (no JavaScript).
 
 Briefs, items and image candidates are made directly with the ORM: neither the language model
 nor the image model runs here. The model-driven flow (generation, regeneration, rendering
-images, the JSON API) is tested in tests/test_content_studio.py; here the Celery task of a new
-brief and `regenerate_part` are patched (autospec) and the tests check what the page does with
-them. Saving an edit runs the real SEO checks (content/quality.py), with the small embedding model
-the near-duplicate check uses, loaded once per test session.
+images, the JSON API) is tested in tests/test_content_studio.py; here queueing a task
+(`core.jobs.enqueue`) and `regenerate_part` are patched (autospec) and the tests check what the
+page does with them. Saving an edit runs the real SEO checks (content/quality.py), with the small
+embedding model the near-duplicate check uses, loaded once per test session.
 """
 
 from __future__ import annotations
@@ -23,9 +23,11 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from content.models import Brief, Comment, ContentImage, ContentItem, Revision, StateChange
-from content.review import snapshot
+from content.article import snapshot
+from content.errors import StudioError
+from content.models import Brief, Comment, ContentImage, ContentItem, Regeneration, Revision, StateChange
 from core.roles import EDITOR
+from inference.base import InferenceError
 from tests.conftest import _user
 
 pytestmark = pytest.mark.django_db
@@ -326,12 +328,12 @@ BRIEF_FORM = {
 def test_a_new_brief_creates_the_item_queues_its_generation_and_opens_its_page(
     signed_in, editor, django_capture_on_commit_callbacks
 ):
-    with mock.patch("content.tasks.content_generate.delay", autospec=True) as delay:
+    with mock.patch("core.jobs.enqueue", autospec=True) as enqueue:
         with django_capture_on_commit_callbacks(execute=True):
             response = signed_in.post(reverse("studio-brief"), BRIEF_FORM)
     item = ContentItem.objects.get(brief__topic="Choosing a mesh system")
     assert response.status_code == 302 and response["Location"] == url(item)
-    delay.assert_called_once_with(item.pk)
+    enqueue.assert_called_once_with("content.generate", item.pk)
     brief = item.brief
     assert (brief.keyphrase, brief.length, brief.with_images, brief.created_by) == (
         "mesh wifi",
@@ -349,20 +351,20 @@ def test_a_new_brief_creates_the_item_queues_its_generation_and_opens_its_page(
 
 
 def test_a_brief_without_images(signed_in, django_capture_on_commit_callbacks):
-    with mock.patch("content.tasks.content_generate.delay", autospec=True) as delay:
+    with mock.patch("core.jobs.enqueue", autospec=True) as enqueue:
         with django_capture_on_commit_callbacks(execute=True):
             signed_in.post(
                 reverse("studio-brief"), {k: v for k, v in BRIEF_FORM.items() if k != "with_images"}
             )
     assert ContentItem.objects.get().brief.with_images is False
-    delay.assert_called_once()
+    enqueue.assert_called_once()
 
 
 def test_an_invalid_brief_comes_back_with_the_errors_and_everything_typed(
     signed_in, django_capture_on_commit_callbacks
 ):
     form = {**BRIEF_FORM, "keyphrase": "   ", "language": "e", "length": "epic", "topic": f"Mesh {HOSTILE}"}
-    with mock.patch("content.tasks.content_generate.delay", autospec=True) as delay:
+    with mock.patch("core.jobs.enqueue", autospec=True) as enqueue:
         with django_capture_on_commit_callbacks(execute=True):
             response = signed_in.post(reverse("studio-brief"), form)
     assert response.status_code == 400
@@ -374,13 +376,12 @@ def test_an_invalid_brief_comes_back_with_the_errors_and_everything_typed(
     assert 'value="home customers"' in html and 'value="friendly"' in html
     assert "Use British spelling.\r\nNo exclamation marks.</textarea>" in html
     assert not ContentItem.objects.exists() and not Brief.objects.exists()
-    delay.assert_not_called()
+    enqueue.assert_not_called()
 
 
 def test_create_brief_refuses_what_the_api_would_refuse(editor):
     """content/briefs.py's create_brief, which the API will call too."""
     from content.briefs import create_brief
-    from content.review import StudioError
 
     good = {"topic": "Mesh", "keyphrase": "mesh wifi", "language": "en", "length": "short"}
     for data, code in (
@@ -474,37 +475,140 @@ def test_a_refused_edit_is_a_message_not_an_error_page(signed_in):
     assert ContentItem.objects.get(pk=item.pk).revision == 1
 
 
-def test_regenerating_a_part_calls_the_model_for_that_part(signed_in, editor):
+def test_regenerating_a_part_queues_it_and_answers_at_once(
+    signed_in, editor, django_capture_on_commit_callbacks
+):
     item = make_item()
-    with mock.patch("content.generation.regenerate_part", autospec=True) as regenerate:
-        regenerate.return_value = ContentItem(pk=item.pk, revision=2)
+    with (
+        mock.patch("core.jobs.enqueue", autospec=True) as enqueue,
+        mock.patch("content.generation.regenerate_part", autospec=True) as regenerate,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
         response = signed_in.post(url(item, "regenerate"), {"part": "s2"}, follow=True)
+    job = Regeneration.objects.get()
+    enqueue.assert_called_once_with("content.regenerate_part", job.pk)
+    regenerate.assert_not_called()  # the worker writes it, not the request
+    assert (job.item_id, job.part, job.status, job.requested_by) == (item.pk, "s2", "queued", editor)
+    assert messages_of(response) == [
+        "Regenerating the section “Quick fixes”: the model is writing it; "
+        "it is saved as a new revision when done."
+    ]
+    html = response.content.decode()
+    assert f'<div id="regeneration" data-api="/api/content/items/{item.pk}" data-id="{job.pk}"' in html
+    assert 'data-status="queued"' in html and "Regenerating the section “Quick fixes”: waiting" in html
+    for part in ("s1", "s2", "intro", "meta_description", "faq"):  # no second one meanwhile
+        assert f'form="regenerate-form" name="part" value="{part}" class="secondary" disabled' in html
+
+    # One at a time: the next part waits until this one is saved.
+    with mock.patch("core.jobs.enqueue", autospec=True) as enqueue:
+        response = signed_in.post(url(item, "regenerate"), {"part": "intro"}, follow=True)
+    enqueue.assert_not_called()
+    assert "The model is rewriting the section “Quick fixes”; wait until it is saved." in messages_of(
+        response
+    )
+    # Unless that one lost its worker: it is given up and the new one goes ahead.
+    Regeneration.objects.filter(pk=job.pk).update(created_at=timezone.now() - timedelta(hours=1))
+    with mock.patch("core.jobs.enqueue", autospec=True) as enqueue:
+        with django_capture_on_commit_callbacks(execute=True):
+            signed_in.post(url(item, "regenerate"), {"part": "intro"})
+    newer = Regeneration.objects.exclude(pk=job.pk).get()
+    enqueue.assert_called_once_with("content.regenerate_part", newer.pk)
+    job.refresh_from_db()
+    assert job.status == "failed" and "No worker finished it" in job.error
+
+
+def test_the_regeneration_task_saves_the_part_and_the_page_shows_it(signed_in, editor):
+    from content import regeneration, review
+    from content.tasks import content_regenerate_part
+
+    item = make_item()
+    job = regeneration.request(item, "s2", editor)
+
+    def rewrite(item, part, *, user):
+        sections = [dict(s) for s in item.sections]
+        sections[1]["text"] = "Restart the router, then move it off the floor."
+        return review.save_fields(
+            item, {"sections": sections}, user=user, base_revision=item.revision, note=f"regenerated {part}"
+        )
+
+    with mock.patch("content.generation.regenerate_part", autospec=True, side_effect=rewrite) as regenerate:
+        assert content_regenerate_part(job.pk) == "done"
+        assert content_regenerate_part(job.pk) is None  # a redelivered task does nothing
     regenerate.assert_called_once()
     (called_item, part), kwargs = regenerate.call_args
     assert called_item.pk == item.pk and part == "s2" and kwargs == {"user": editor}
-    assert "Regenerated the section “Quick fixes”: revision 2." in messages_of(response)
+    job.refresh_from_db()
+    assert (job.status, job.revision, job.error) == ("done", 2, "")
+    assert job.started_at and job.finished_at
+    item.refresh_from_db()
+    assert item.sections[1]["text"] == "Restart the router, then move it off the floor."
+    assert item.revisions.get(number=2).author == editor
 
     html = page(signed_in, item)
-    for part in ("s1", "s2", "intro", "meta_description", "faq"):
-        assert f'form="regenerate-form" name="part" value="{part}"' in html
+    assert 'data-status="done"' in html and "The section “Quick fixes”: revision 2." in html
+    assert "Restart the router, then move it off the floor.</textarea>" in html
+    assert 'value="s2" class="secondary">Regenerate this section' in html  # not disabled any more
+    detail = signed_in.get(f"/api/content/items/{item.pk}").json()["regeneration"]
+    assert detail | {"requested_at": None, "started_at": None, "finished_at": None} == {
+        "id": job.pk,
+        "part": "s2",
+        "label": "the section “Quick fixes”",
+        "status": "done",
+        "requested_by": "edna",
+        "requested_at": None,
+        "started_at": None,
+        "finished_at": None,
+        "revision": 2,
+        "error": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("error", "shown"),
+    [
+        (
+            StudioError("edit_conflict", "eve saved revision 2 after the 1 you edited."),
+            "eve saved revision 2",
+        ),
+        (
+            InferenceError("The model is not loaded."),
+            "The model could not rewrite it: The model is not loaded.",
+        ),
+        (RuntimeError("disk full"), "RuntimeError: disk full"),
+    ],
+)
+def test_a_failed_regeneration_says_why_on_the_page(signed_in, editor, error, shown):
+    from content import regeneration
+    from content.tasks import content_regenerate_part
+
+    item = make_item()
+    job = regeneration.request(item, "intro", editor)
+    with mock.patch("content.generation.regenerate_part", autospec=True, side_effect=error):
+        assert content_regenerate_part(job.pk) == "failed"
+    job.refresh_from_db()
+    assert job.status == "failed" and shown in job.error
+    assert ContentItem.objects.get(pk=item.pk).revision == 1  # nothing saved
+    html = page(signed_in, item)
+    assert 'data-status="failed"' in html and f"The introduction: {shown}" in html
 
 
 def test_regenerating_is_refused_while_the_article_is_being_written(signed_in):
     item = make_item(generation="running")
-    with mock.patch("content.generation.regenerate_part", autospec=True) as regenerate:
+    with mock.patch("core.jobs.enqueue", autospec=True) as enqueue:
         response = signed_in.post(url(item, "regenerate"), {"part": "intro"}, follow=True)
-    regenerate.assert_not_called()
+    enqueue.assert_not_called()
     assert "The article is still being generated." in messages_of(response)
+    assert not Regeneration.objects.exists()
 
 
-def test_a_refused_regeneration_is_a_message(signed_in):
-    from content.review import StudioError
-
+def test_regenerating_a_part_the_item_lacks_is_a_message(signed_in):
     item = make_item()
-    with mock.patch("content.generation.regenerate_part", autospec=True) as regenerate:
-        regenerate.side_effect = StudioError("bad_request", "No part called 'zz'.", 400)
+    with mock.patch("core.jobs.enqueue", autospec=True) as enqueue:
         response = signed_in.post(url(item, "regenerate"), {"part": "zz"}, follow=True)
-    assert response.status_code == 200 and "No part called 'zz'." in messages_of(response)
+    enqueue.assert_not_called()
+    assert response.status_code == 200
+    assert "No part called 'zz': use intro, meta_description, faq or a section id." in messages_of(response)
+    assert not Regeneration.objects.exists()
 
 
 # --- Review --------------------------------------------------------------------------------------------
@@ -788,7 +892,6 @@ def test_image_prompts_carry_their_own_steps_guidance_and_seed(settings):
     """Queued candidates take each prompt's settings (the model itself runs in
     test_content_studio.py); bad ones are refused when queued."""
     from content.images import queue_images
-    from content.review import StudioError
 
     settings.CONTENT_IMAGE_CANDIDATES = 2
     item = make_item(

@@ -16,21 +16,18 @@ frame and the socket stays open, as on the visitors' socket.
 
 from __future__ import annotations
 
-import json
-import logging
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from assistant.chat import handoff
-from assistant.chat.consumers import message_text, parse_frame
+from assistant.chat import handoff, present
+from assistant.chat.access import get_visitor_conversation
 from assistant.chat.errors import ChatError
+from assistant.chat.frames import FrameSocket, message_text, parse_frame
 from assistant.chat.limits import check_rate
 from assistant.models import Conversation
 from core.roles import AGENT, has_role
-
-log = logging.getLogger(__name__)
 
 
 @sync_to_async
@@ -38,22 +35,22 @@ def _queue() -> list[dict[str, Any]]:
     live = Conversation.objects.filter(
         status__in=[Conversation.Status.QUEUED, Conversation.Status.AGENT]
     ).select_related("agent", "site")
-    return [handoff.summary(c) for c in live.order_by("handoff_at")]
+    return [present.summary(c) for c in live.order_by("handoff_at")]
 
 
 @sync_to_async
 def _open(conversation_id: Any) -> dict[str, Any]:
-    conversation = handoff._get(conversation_id)
-    state = handoff.state_frame(conversation)
+    conversation = get_visitor_conversation(conversation_id, None)  # staff: any visitor's
+    state = present.state_frame(conversation)
     return {
         "type": "history",
-        "conversation": handoff.summary(conversation),
+        "conversation": present.summary(conversation),
         "state": state["state"],
-        "messages": handoff.history(conversation),
+        "messages": present.history(conversation),
     }
 
 
-class ConsoleConsumer(AsyncWebsocketConsumer):
+class ConsoleConsumer(FrameSocket, AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.user = self.scope.get("user")
         self.groups_joined: set[str] = set()
@@ -71,9 +68,6 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         for group in self.groups_joined:
             await self.channel_layer.group_discard(group, self.channel_name)
 
-    async def send_json(self, payload: dict[str, Any]) -> None:
-        await self.send(text_data=json.dumps(payload))
-
     async def console_changed(self, event: dict[str, Any]) -> None:
         await self.send_json({"type": "changed", "conversation": event["conversation"]})
 
@@ -83,17 +77,9 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if not self.admitted:
             return
-        try:
+        async with self.errors_as_frames("console_frame_failed"):
             await sync_to_async(check_rate, thread_sensitive=False)("console", agent=str(self.user.pk))
-            frame = parse_frame(text_data, bytes_data)
-            await self._dispatch(frame)
-        except ChatError as exc:
-            await self.send_json(exc.frame())
-        except Exception:
-            log.exception("event=console_frame_failed")  # a bug must not cost the agent the socket
-            await self.send_json(
-                ChatError("internal_error", "Something went wrong; please try again.").frame()
-            )
+            await self._dispatch(parse_frame(text_data, bytes_data))
 
     async def _follow(self, conversation: str) -> None:
         group = handoff.conversation_group(conversation)
@@ -120,7 +106,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             if handoff.conversation_group(conversation) not in self.groups_joined:
                 # Replied without opening it (a script, a stale tab): the agent still gets their
                 # message back as the conversation's followers do, so every frame has an answer.
-                await self.send_json(handoff.agent_message_frame(message, self.user))
+                await self.send_json(present.agent_message_frame(message, self.user))
         else:
             raise ChatError(
                 "unknown_type", "Unknown frame type; expected open, claim, reply, hand_back or close."

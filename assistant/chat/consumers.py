@@ -22,7 +22,6 @@ wait in line, told their place with `{"type": "queued", "position": n, "wait_sec
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from typing import Any
@@ -33,15 +32,11 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.http.request import validate_host
 
-from assistant.chat import handoff
-from assistant.chat.actions import (
-    do_record_feedback,
-    get_or_start_conversation,
-    get_visitor_conversation,
-    storable,
-    stream_answer,
-)
+from assistant.chat import handoff, present
+from assistant.chat.access import get_visitor_conversation
+from assistant.chat.actions import do_record_feedback, get_or_start_conversation, stream_answer
 from assistant.chat.errors import ChatError
+from assistant.chat.frames import FrameSocket, message_text, parse_frame
 from assistant.chat.limits import GenerationSlot, check_handoff, check_rate, record_handoff
 from assistant.chat.privacy import erase_visitor, export_visitor
 from assistant.chat.visitors import issue_token, read_token
@@ -90,43 +85,12 @@ def widget_collection(site: Site | None, requested: str) -> str | None:
     return requested if requested in public else None
 
 
-def parse_frame(text_data: str | None, bytes_data: bytes | None) -> dict[str, Any]:
-    """A client frame as a dict, or the ChatError that says what is wrong with it."""
-    if text_data is None:
-        raise ChatError("bad_frame", "Send JSON text frames, not binary.")
-    if len(text_data.encode("utf-8", "surrogatepass")) > settings.CHAT_MAX_FRAME_BYTES:
-        raise ChatError("frame_too_large", f"Frames are limited to {settings.CHAT_MAX_FRAME_BYTES} bytes.")
-    try:
-        frame = json.loads(text_data)
-    except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[..." nested past the parser
-        raise ChatError("bad_json", "The frame is not valid JSON.") from exc
-    if not isinstance(frame, dict):
-        raise ChatError("bad_frame", 'A frame must be a JSON object with a "type".')
-    return frame
-
-
-def message_text(value: Any) -> str:
-    """A visitor's or an agent's message text, stripped, or the ChatError that says why not."""
-    if not isinstance(value, str) or not value.strip():
-        raise ChatError("empty_message", "The message is empty.")
-    text = value.strip()
-    if len(text) > settings.CHAT_MAX_MESSAGE_CHARS:
-        raise ChatError(
-            "message_too_long", f"Messages are limited to {settings.CHAT_MAX_MESSAGE_CHARS} characters."
-        )
-    if not storable(text):
-        raise ChatError(
-            "bad_text", "The message contains characters that are not text (NUL or a broken character)."
-        )
-    return text
-
-
 @sync_to_async
 def _site(key: str) -> Site | None:
     return Site.objects.filter(key=key).first() if key else None
 
 
-class ChatConsumer(AsyncWebsocketConsumer):
+class ChatConsumer(FrameSocket, AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.conversation_id: str | None = None
         self.visitor: str | None = None  # set once the socket is admitted; frames before are ignored
@@ -145,9 +109,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         origin = headers.get(b"origin", b"").decode("latin-1")
         if not origin_allowed(origin, self.site):
             log.info("event=chat_origin_refused origin=%r site=%s", origin[:100], self.site and self.site.key)
-            await self.send_json(
-                ChatError("origin_not_allowed", "This website may not use this chat.").frame()
-            )
+            await self.send_error(ChatError("origin_not_allowed", "This website may not use this chat."))
             await self.close(code=CLOSE_ORIGIN)
             return
         token = (query.get("visitor") or [""])[0]
@@ -176,12 +138,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 return
             await asyncio.sleep(max(remaining, 1.0))
 
-    async def send_json(self, payload: dict[str, Any]) -> None:
-        await self.send(text_data=json.dumps(payload))
-
-    async def send_error(self, error: ChatError) -> None:
-        await self.send_json(error.frame())
-
     async def chat_frame(self, event: dict[str, Any]) -> None:
         """A frame for everyone following this conversation (handoff state, agent messages)."""
         frame = event["frame"]
@@ -203,7 +159,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if self.visitor is None:
             return  # refused at connect (bad origin) and being closed: nothing more to say
         self.last_seen = time.monotonic()
-        try:
+        async with self.errors_as_frames("chat_frame_failed"):
             # Every frame counts, before it is even parsed: garbage is not a free way to load us.
             await sync_to_async(check_rate, thread_sensitive=False)("frame", visitor=self.visitor, ip=self.ip)
             frame = parse_frame(text_data, bytes_data)
@@ -226,13 +182,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
                     "unknown_type",
                     "Unknown frame type; expected message, feedback, handoff, resume, export or erase.",
                 )
-        except ChatError as exc:
-            await self.send_error(exc)
-        except Exception:
-            # A bug must not cost the visitor their socket: logged with its traceback, and the
-            # client told, as for a failed answer.
-            log.exception("event=chat_frame_failed")
-            await self.send_error(ChatError("internal_error", "Something went wrong; please try again."))
 
     def _conversation_id(self, frame: dict[str, Any]) -> str | None:
         conversation = frame.get("conversation", self.conversation_id)
@@ -302,26 +251,20 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def _answer(self, text: str, conversation: str | None, slot: GenerationSlot) -> None:
         try:
-            await slot.wait_for_ip(self._queued)
-            async for event in stream_answer(
-                text,
-                conversation_id=conversation,
-                collection=self.collection,
-                visitor=self.visitor,
-                site=self.site,
-            ):
-                if event.kind == "conversation":
-                    await self._follow(event.data["id"])
-                if event.kind == "done":
-                    slot.__exit__(None, None, None)  # before the client can send its next message
-                await self.send_json({"type": event.kind, **event.data})
-        except ChatError as exc:
-            await self.send_error(exc)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("event=answer_failed")
-            await self.send_error(ChatError("internal_error", "Something went wrong; please try again."))
+            async with self.errors_as_frames("answer_failed"):  # cancellation passes through
+                await slot.wait_for_ip(self._queued)
+                async for event in stream_answer(
+                    text,
+                    conversation_id=conversation,
+                    collection=self.collection,
+                    visitor=self.visitor,
+                    site=self.site,
+                ):
+                    if event.kind == "conversation":
+                        await self._follow(event.data["id"])
+                    if event.kind == "done":
+                        slot.__exit__(None, None, None)  # before the client can send its next message
+                    await self.send_json({"type": event.kind, **event.data})
         finally:
             slot.__exit__(None, None, None)
 
@@ -337,7 +280,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self._follow(str(conversation.id))
         if conversation.status == Conversation.Status.AGENT:
             # Already with a person: nothing changes, so no group frame comes; say so directly.
-            await self.send_json(handoff.state_frame(conversation))
+            await self.send_json(present.state_frame(conversation))
             return
         await self._request_person(conversation)  # the state frame comes through the group
 
@@ -353,8 +296,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if conversation is None:
             raise ChatError("unknown_conversation", "That conversation does not exist.")
         await self._follow(str(conversation.id))
-        messages = await sync_to_async(handoff.history)(conversation)
-        state = handoff.state_frame(conversation)
+        messages = await sync_to_async(present.history)(conversation)
+        state = present.state_frame(conversation)
         await self.send_json({"type": "conversation", "id": str(conversation.id)})
         await self.send_json(
             {

@@ -43,14 +43,21 @@ from asgiref.sync import async_to_sync, sync_to_async
 from bm25s.stopwords import STOPWORDS_EN
 from django.conf import settings
 
+from answers.confidence import says_it_does_not_know
+from assistant.chat.actions import stream_answer
+from assistant.chat.visitors import issue_token
+from assistant.models import Conversation, Message
+from core.errors import DomainError
+from retrieval.actions.delete import do_delete_document
+from retrieval.actions.ingest import do_ingest_files
+from retrieval.models import Chunk, Document
+from retrieval.search import search
+
 log = logging.getLogger(__name__)
 
 
-class AnswerEvalError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class AnswerEvalError(DomainError):
+    """Bad evaluation data (the command prints it and exits)."""
 
 
 @dataclass(frozen=True)
@@ -166,9 +173,6 @@ def best_sentence(question: str, passage: str) -> str:
 def throwaway_collection(paragraphs: list[str], title: str = "paragraph") -> Iterator[tuple[str, list[int]]]:
     """A new collection holding each paragraph as one document: (name, document id per paragraph).
     Its documents (with their chunks and vectors), index files and conversations are removed on exit."""
-    from assistant.models import Conversation
-    from retrieval.actions import do_delete_document, do_ingest_files
-    from retrieval.models import Document
 
     collection = f"eval-{uuid.uuid4().hex[:12]}"
     slug = re.sub(r"[^A-Za-z0-9]+", "-", title).strip("-").lower() or "paragraph"
@@ -196,8 +200,6 @@ def throwaway_collection(paragraphs: list[str], title: str = "paragraph") -> Ite
 
 async def _ask(text: str, collection: str) -> tuple[str, list[dict[str, Any]], dict[str, Any]]:
     """Ask as a new visitor would: (visible answer, citations, the done frame)."""
-    from assistant.chat.actions import stream_answer
-    from assistant.chat.visitors import issue_token
 
     visitor, _token = issue_token()
     parts: list[str] = []
@@ -216,8 +218,6 @@ async def _ask(text: str, collection: str) -> tuple[str, list[dict[str, Any]], d
 def _provenance(message_id: str, citations: list[dict[str, Any]]) -> tuple[str, set[int], str]:
     """The text of the chunks the model was given, the documents of the cited sources, and the
     stored answer's finish reason ("length", "stop", "canned", "timeout", ...)."""
-    from assistant.models import Message
-    from retrieval.models import Chunk
 
     message = Message.objects.get(pk=int(message_id))
     retrieved = message.retrieved or []
@@ -236,8 +236,6 @@ def _share(hits: list[bool]) -> float | None:
 async def _ask_all(
     questions: list[Question], collection: str, document_ids: list[int]
 ) -> tuple[list[dict[str, Any]], float]:
-    from assistant.chat.actions import says_it_does_not_know
-    from retrieval.search import search
 
     rows: list[dict[str, Any]] = []
     seconds = 0.0

@@ -18,8 +18,9 @@ from channels.layers import get_channel_layer
 from django.db import IntegrityError, transaction
 from django_fsm import ConcurrentTransition, TransitionNotAllowed
 
-from assistant.chat.actions import get_visitor_conversation
+from assistant.chat.access import get_visitor_conversation
 from assistant.chat.errors import ChatError
+from assistant.chat.present import agent_message_frame, state_frame, summary
 from assistant.models import Conversation, Message
 
 CONSOLE_GROUP = "console"
@@ -39,52 +40,6 @@ def asks_for_person(text: str) -> bool:
 
 def conversation_group(conversation_id: Any) -> str:
     return f"conversation.{uuid.UUID(str(conversation_id)).hex}"
-
-
-def agent_name(user) -> str:
-    if user is None:
-        return ""
-    return user.get_short_name() or user.get_full_name() or user.get_username()
-
-
-def summary(conversation: Conversation) -> dict[str, Any]:
-    """A conversation as the console's queue lists it."""
-    last = conversation.messages.filter(role=Message.Role.USER).order_by("-id").first()  # the visitor
-    return {
-        "id": str(conversation.id),
-        "status": conversation.status,
-        "agent": agent_name(conversation.agent),
-        "agent_id": conversation.agent_id,
-        "site": conversation.site.name if conversation.site else "",
-        "collection": conversation.collection,
-        "waiting_since": conversation.handoff_at.isoformat() if conversation.handoff_at else None,
-        "updated_at": conversation.updated_at.isoformat(),
-        "last": last.text[:160] if last else "",
-    }
-
-
-def history(conversation: Conversation) -> list[dict[str, Any]]:
-    return [
-        {
-            "id": str(m.pk),
-            "role": m.role,
-            "text": m.text,
-            "agent": agent_name(m.author) if m.role == Message.Role.AGENT else None,
-            "citations": m.citations,
-            "status": m.status,
-        }
-        for m in conversation.messages.select_related("author")
-    ]
-
-
-def state_frame(conversation: Conversation) -> dict[str, Any]:
-    state = {
-        Conversation.Status.BOT: "bot",
-        Conversation.Status.QUEUED: "queued",
-        Conversation.Status.AGENT: "joined",
-        Conversation.Status.CLOSED: "closed",
-    }[conversation.status]
-    return {"type": "handoff", "state": state, "agent": agent_name(conversation.agent) or None}
 
 
 def _get(conversation_id: Any) -> Conversation:
@@ -166,15 +121,6 @@ async def agent_reply(conversation_id: Any, agent, text: str) -> Message:
         conversation_group(conversation.id), {"type": "chat.frame", "frame": frame}
     )
     return message
-
-
-def agent_message_frame(message: Message, agent) -> dict[str, Any]:
-    return {
-        "type": "agent_message",
-        "text": message.text,
-        "agent": agent_name(agent),
-        "message": str(message.pk),
-    }
 
 
 async def visitor_message_to_agent(conversation: Conversation, text: str) -> Message:

@@ -49,7 +49,9 @@ def check_rate(kind: str, **keys: str) -> None:
         name = f"parley:rate:{kind}:{scope}:{keys[scope]}:{int(start)}"
         cache.add(name, 0, timeout=RATE_WINDOW * 2)
         if cache.incr(name) > getattr(settings, setting):
-            raise ChatError("rate_limited", f"{said}; please wait {retry_after} seconds.", retry_after)
+            raise ChatError(
+                "rate_limited", f"{said}; please wait {retry_after} seconds.", retry_after=retry_after
+            )
 
 
 # --- Answers being written, and the line to wait in -------------------------------------------------
@@ -106,7 +108,7 @@ class GenerationSlot:
             raise ChatError(
                 "too_many_answers",
                 "An answer is already being written for you in another window; please wait for it.",
-                5,
+                retry_after=5,
             )
         return self
 
@@ -131,7 +133,7 @@ class GenerationSlot:
                 "queue_full",
                 f"The assistant is busy: {len(line)} {people} on your network are already waiting "
                 f"for an answer. Please try again in about {wait} seconds.",
-                wait,
+                retry_after=wait,
             )
         ticket = object()
         line.append(ticket)
@@ -152,7 +154,7 @@ class GenerationSlot:
                         "queue_timeout",
                         f"The assistant is still busy with other questions from your network after "
                         f"{waited} seconds of waiting. Please try again in a moment.",
-                        wait_estimate(position),
+                        retry_after=wait_estimate(position),
                     )
                 await asyncio.sleep(_POLL_SECONDS)
         finally:
@@ -165,7 +167,9 @@ class GenerationSlot:
         if not self._take_ip():
             self.__exit__(None, None, None)
             raise ChatError(
-                "too_many_answers", "Too many answers are being written for your network; please wait.", 5
+                "too_many_answers",
+                "Too many answers are being written for your network; please wait.",
+                retry_after=5,
             )
         return self
 
@@ -209,7 +213,7 @@ def check_handoff(visitor: str, ip: str) -> None:
             "too_many_handoffs",
             "Many people on your network are already waiting for a person; please try again in a "
             "few minutes.",
-            60,
+            retry_after=60,
         )
 
 

@@ -1,4 +1,4 @@
-"""Answers the model is not asked for: pinned answers (assistant/chat/pinned.py), small talk, and a
+"""Answers the model is not asked for: pinned answers (answers/pinned.py), small talk, and a
 polite decline when the knowledge base has nothing relevant (out of scope: the best passage's
 embedding similarity is below CHAT_MIN_RELEVANCE). Each is stored like a generated answer, with
 `prompt_template` saying which rule wrote it."""
@@ -11,8 +11,12 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import transaction
 
-from assistant.models import Conversation, Message, PinnedAnswer
+from answers.confidence import relevance
+from answers.pinned import PinnedMatch
+from assistant.chat.events import AnswerEvent
+from assistant.models import Conversation, Message
 from retrieval.search import Hit
 
 _GREETING = re.compile(
@@ -51,8 +55,8 @@ def canned_kind(question: str, hits: list[Hit]) -> str | None:
         return "greeting"
     if _THANKS.match(question):
         return "thanks"
-    dense = [h.dense_score for h in hits if h.dense_score is not None]
-    if not hits or (dense and max(dense) < settings.CHAT_MIN_RELEVANCE):
+    best = relevance(hits)
+    if not hits or (best is not None and best < settings.CHAT_MIN_RELEVANCE):
         return "decline"
     return None
 
@@ -67,22 +71,10 @@ async def canned_answer(conversation: Conversation, kind: str, hits: list[Hit], 
         yield event
 
 
-async def pinned_answer(conversation: Conversation, pinned: PinnedAnswer, score: float, started: float):
+async def pinned_answer(conversation: Conversation, pinned: PinnedMatch, started: float):
     """A curated answer, as written, with its source."""
-    citations = []
-    if pinned.source_title or pinned.source_url:
-        citations = [
-            {
-                "n": 1,
-                "title": pinned.source_title or pinned.source_url,
-                "url": pinned.source_url,
-                "section": "",
-                "snippet": "",
-            }
-        ]
-    retrieved = [{"pinned": pinned.pk, "score": round(score, 4)}]
     async for event in fixed_answer(
-        conversation, pinned.answer, citations, f"pinned:{pinned.pk}", retrieved, started
+        conversation, pinned.answer.answer, pinned.citations(), pinned.template, pinned.retrieved(), started
     ):
         yield event
 
@@ -97,13 +89,10 @@ async def fixed_answer(
     *,
     offer_person: bool = False,
 ):
-    from assistant.chat.actions import AnswerEvent  # the event type of the one answer path
-
     yield AnswerEvent("token", {"text": text})
-    message = await sync_to_async(Message.objects.create)(
-        conversation=conversation,
-        role=Message.Role.ASSISTANT,
-        text=text,
+    message = await sync_to_async(store_answer)(
+        conversation,
+        text,
         prompt_template=template,
         retrieved=retrieved,
         citations=citations,
@@ -111,6 +100,15 @@ async def fixed_answer(
         finish_reason=template.split(":", 1)[0],
         unanswered=offer_person,
     )
-    await Conversation.objects.filter(pk=conversation.pk).aupdate(updated_at=message.created_at)
     yield AnswerEvent("citations", {"items": citations})
     yield AnswerEvent("done", {"message": str(message.pk), "handoff": offer_person})
+
+
+def store_answer(conversation: Conversation, text: str, **fields: Any) -> Message:
+    """Store an answer of the assistant (generated or fixed) and mark the conversation updated."""
+    with transaction.atomic():
+        message = Message.objects.create(
+            conversation=conversation, role=Message.Role.ASSISTANT, text=text, **fields
+        )
+        Conversation.objects.filter(pk=conversation.pk).update(updated_at=message.created_at)
+    return message

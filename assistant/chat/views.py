@@ -4,7 +4,6 @@ console (live chats, analytics and exports)."""
 from __future__ import annotations
 
 import csv
-import threading
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -15,6 +14,7 @@ from django.views.decorators.http import require_GET
 
 from assistant.insights import analytics
 from core.roles import AGENT, has_role
+from inference.warmth import warmth
 from retrieval.models import Document
 
 
@@ -22,43 +22,6 @@ from retrieval.models import Document
 def demo_site(request: HttpRequest) -> HttpResponse:
     host = f"{request.scheme}://{request.get_host()}"
     return render(request, "index.html", {"widget_src": static("parley/widget.js"), "parley_host": host})
-
-
-class ModelWarmth:
-    """How warm this process's models are, for /health and /health/ready. `manage.py serve`
-    loads them in a thread at start (a cold first answer waits ~10 s) and reports here: each
-    model is "loading", then "warm" or "failed". Without a warm-up (runserver, tests,
-    `serve --no-warmup`) they stay "cold" and load on first use, and the process is ready at once:
-    there is nothing to wait for."""
-
-    MODELS = ("chat", "embedding", "redaction")
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._states = dict.fromkeys(self.MODELS, "cold")
-        self._warming = False
-
-    def start(self) -> None:
-        with self._lock:
-            self._states = dict.fromkeys(self.MODELS, "loading")
-            self._warming = True
-
-    def mark(self, model: str, state: str) -> None:
-        with self._lock:
-            self._states[model] = state
-
-    def finish(self) -> None:
-        """The warm-up is over, whatever became of each model (a failed one is retried on first
-        use and answers fall back meanwhile; keeping the process out of rotation would not help)."""
-        with self._lock:
-            self._warming = False
-
-    def snapshot(self) -> tuple[dict[str, str], bool]:
-        with self._lock:
-            return dict(self._states), not self._warming
-
-
-warmth = ModelWarmth()
 
 
 @require_GET

@@ -1,33 +1,38 @@
 """Grounded draft replies for tickets. The model writes; an agent reviews (assistant/desk/review.py).
 
-A draft is grounded like a chat answer (retrieval over the knowledge base, numbered sources,
-citations), with the thread's earlier mails in the prompt. Nothing is hidden for being weak: a
-draft with no relevant source, one where the model says it does not know, or one for a mail that
-tried to instruct the model is kept and flagged `low_confidence` with the reasons in words. When
-no draft can be written at all (the model busy or down, a mail longer than it accepts), the
-ticket still gets a version: empty and flagged with why, so it reaches the review queue and an
-agent writes the reply or regenerates later, instead of the ticket waiting in "new" for ever.
+A draft is written by the one answer path (answers/), like a chat answer: retrieval over the
+knowledge base with screened passages, the customer's personal data redacted in the prompt and
+restored in the draft, a prompt fitted to the model's budget, the output guard, the watch on a
+stalled or endless model, and provenance in the shared shape; the thread's earlier mails are in
+the prompt. A pinned answer that matches the mail is the draft as written. Nothing is hidden for
+being weak: a draft with no relevant source, one where the model says it does not know, or one
+for a mail that tried to instruct the model is kept and flagged `low_confidence` with the
+reasons in words. When no draft can be written at all (the model busy, down, stalled or too
+slow, a mail longer than it accepts), the ticket still gets a version: empty and flagged with
+why (the desk's fallback), so it reaches the review queue and an agent writes the reply or
+regenerates later, instead of the ticket waiting in "new" for ever.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
-from answers.guard import AnswerGuard, carries_instructions, screen_hits, source_links
-from answers.prompts import DRAFT_INSTRUCTIONS, DRAFT_TEMPLATE_VERSION, fit_answer_messages, redact_turns
-from assistant.chat.actions import citation_items, offers_person
+from answers.confidence import offers_person
+from answers.fallback import CutOff, load_generator
+from answers.generate import Answer, Spec, complete
+from answers.grounding import Ask, Retrieval, compose, retrieve
+from answers.guard import carries_instructions
+from answers.pinned import PinnedMatch
+from answers.prompts import DRAFT_INSTRUCTIONS, DRAFT_TEMPLATE_VERSION
 from assistant.models import Draft, MailMessage, Ticket
-from core.redaction import restore
-from inference.actions import version_for_key
-from inference.base import GenerationParams, InferenceError, InputTooLong, ModelBusy, ModelUnavailable
-from inference.services import get_text_generator
-from retrieval.search import search
+from inference.base import InferenceError, InputTooLong, ModelBusy, ModelUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -86,76 +91,47 @@ def write_draft(ticket: Ticket) -> Draft | None:
         return None
     started = time.perf_counter()
     customer = _customer_text(message)
-    history = _thread_history(ticket, message)
-    hits = search(
-        f"{message.subject or ticket.subject}\n{customer}",
-        collection=settings.DESK_COLLECTION,
-        k=settings.DESK_RETRIEVAL_K,
-        public_only=True,  # the reply goes to a customer: no private document (issue 17, item 5)
+    retrieval = retrieve(
+        Ask(
+            f"{message.subject or ticket.subject}\n{customer}",
+            collection=settings.DESK_COLLECTION,
+            k=settings.DESK_RETRIEVAL_K,
+            pinned=True,
+            pinned_text=customer,
+        )
     )
-    hits, excluded = screen_hits(hits)
+    if retrieval.pinned is not None:
+        return _pinned_draft(ticket, message, retrieval.pinned, customer, started)
+    generator = load_generator()
+    spec = Spec.background(DRAFT_INSTRUCTIONS, DRAFT_TEMPLATE_VERSION, settings.DESK_MAX_DRAFT_TOKENS)
     # The model sees placeholders for the customer's personal data (the stored prompt too); the
     # draft gets the real values back, so the agent reviews a reply that greets them by name.
-    question, history, mapping = redact_turns(
+    prompt = compose(
         question_text(ticket, message),
-        history,
-        known_names=[ticket.customer_name, *ticket.messages.values_list("from_name", flat=True)],
-    )
-    generator = get_text_generator()
-    messages, sources = fit_answer_messages(
-        question,
-        hits,
-        history,
+        retrieval,
+        instructions=spec.instructions,
         count_tokens=generator.count_tokens,
-        budget=settings.INFERENCE_MAX_INPUT_TOKENS,
-        instructions=DRAFT_INSTRUCTIONS,
+        history=tuple(_thread_history(ticket, message)),
+        known_names=(ticket.customer_name, *ticket.messages.values_list("from_name", flat=True)),
     )
-    text, usage = async_to_sync(generator.complete)(
-        messages,
-        GenerationParams(
-            max_tokens=settings.DESK_MAX_DRAFT_TOKENS,
-            temperature=0.0,
-            repetition_penalty=settings.CHAT_REPETITION_PENALTY,
-        ),
-    )
-    guard = AnswerGuard(DRAFT_INSTRUCTIONS, links=source_links(sources))  # links only to the sources
-    body = (guard.feed(restore(text, mapping)) + guard.flush()).strip()
-
-    dense = [h.dense_score for s in sources for h in s.hits if h.dense_score is not None]
-    relevance = max(dense) if dense else 0.0
-    flags = []
-    if not sources:
-        flags.append("No source in the knowledge base matched this mail.")
-    elif relevance < settings.DESK_MIN_RELEVANCE:
-        flags.append(f"The best source is only weakly related (similarity {relevance:.2f}).")
-    if offers_person(body, sources) and sources:
-        flags.append("The model says it does not know.")
-    if carries_instructions(customer):
-        flags.append("The mail contains instructions aimed at an AI; check the reply does not follow them.")
-    if excluded:
-        flags.append(f"{len(excluded)} retrieved passage(s) carried instructions and were left out.")
-    if guard.leaked:
-        flags.append("The model started reciting its instructions; that part was removed.")
-    if not body:
-        flags.append("The model wrote nothing.")
-
+    answer = async_to_sync(complete)(generator, prompt, spec)
+    provenance = {**answer.provenance().fields(), "prompt": prompt.messages}
+    if answer.failure is not None:  # the desk's fallback: a flagged empty version, saying why
+        log.warning("event=draft_failed ticket=%s code=%s", ticket.pk, answer.failure.code)
+        return failed_draft(ticket, failure_reason(answer.failure), **provenance)
+    flags = draft_flags(answer, retrieval, customer)
+    usage = answer.usage
     draft = save_version(
         ticket,
-        body=body,
+        body=answer.text,
         replying_to=message,
-        model_version=version_for_key(usage.model_version, "chat"),
-        prompt_template=DRAFT_TEMPLATE_VERSION,
-        prompt=messages,
-        retrieved=[
-            {"chunk": h.chunk_id, "score": round(h.score, 4), "source": s.n} for s in sources for h in s.hits
-        ]
-        + [{"chunk": h.chunk_id, "score": round(h.score, 4), "excluded": "instructions"} for h in excluded],
-        citations=citation_items(sources),
-        confidence=round(relevance, 3),
+        **provenance,
+        citations=answer.citations(),
+        confidence=round(answer.relevance, 3),
         low_confidence=bool(flags),
         flags=flags,
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
+        prompt_tokens=usage.prompt_tokens if usage else None,
+        completion_tokens=usage.completion_tokens if usage else None,
         latency_ms=round((time.perf_counter() - started) * 1000),
     )
     log.info(
@@ -163,9 +139,56 @@ def write_draft(ticket: Ticket) -> Draft | None:
         ticket.pk,
         draft.version,
         draft.low_confidence,
-        usage.completion_tokens,
+        draft.completion_tokens,
     )
     return draft
+
+
+def draft_flags(answer: Answer, retrieval: Retrieval, customer: str) -> list[str]:
+    """Why a generated draft is low-confidence, in words for agents (empty: it is not)."""
+    sources = answer.prompt.sources
+    flags = []
+    if not sources:
+        flags.append("No source in the knowledge base matched this mail.")
+    elif answer.relevance < settings.DESK_MIN_RELEVANCE:
+        flags.append(f"The best source is only weakly related (similarity {answer.relevance:.2f}).")
+    if offers_person(answer.text, sources) and sources:
+        flags.append("The model says it does not know.")
+    flags.extend(_mail_flags(customer))
+    if retrieval.excluded:
+        flags.append(
+            f"{len(retrieval.excluded)} retrieved passage(s) carried instructions and were left out."
+        )
+    if answer.leaked:
+        flags.append("The model started reciting its instructions; that part was removed.")
+    if not answer.text:
+        flags.append("The model wrote nothing.")
+    return flags
+
+
+def _mail_flags(customer: str) -> list[str]:
+    if carries_instructions(customer):
+        return ["The mail contains instructions aimed at an AI; check the reply does not follow them."]
+    return []
+
+
+def _pinned_draft(
+    ticket: Ticket, message: MailMessage, pinned: PinnedMatch, customer: str, started: float
+) -> Draft:
+    """A curated answer that matches the mail, as written, with its source (no model asked)."""
+    flags = _mail_flags(customer)
+    return save_version(
+        ticket,
+        body=pinned.answer.answer,
+        replying_to=message,
+        prompt_template=pinned.template,
+        retrieved=pinned.retrieved(),
+        citations=pinned.citations(),
+        confidence=round(pinned.score, 3),
+        low_confidence=bool(flags),
+        flags=flags,
+        latency_ms=round((time.perf_counter() - started) * 1000),
+    )
 
 
 def write_draft_or_flag(ticket: Ticket) -> Draft | None:
@@ -177,9 +200,10 @@ def write_draft_or_flag(ticket: Ticket) -> Draft | None:
         return failed_draft(ticket, failure_reason(exc))
 
 
-def failed_draft(ticket: Ticket, reason: str) -> Draft | None:
+def failed_draft(ticket: Ticket, reason: str, **provenance: Any) -> Draft | None:
     """An empty draft version flagged with `reason`: the ticket can go to review, where the agent
-    writes the reply (an empty draft is never sent). None when there is nothing to answer."""
+    writes the reply (an empty draft is never sent). `provenance`: what the failed attempt was
+    given, where it got that far. None when there is nothing to answer."""
     message = latest_question(ticket)
     if message is None:
         return None
@@ -189,6 +213,7 @@ def failed_draft(ticket: Ticket, reason: str) -> Draft | None:
         replying_to=message,
         low_confidence=True,
         flags=[f"No draft was written: {reason}. Write the reply yourself, or regenerate it later."],
+        **provenance,
     )
 
 
@@ -198,6 +223,8 @@ def failure_reason(exc: BaseException) -> str:
         return f"the mail is longer than the model accepts ({exc.message.rstrip('.')})"
     if isinstance(exc, ModelBusy):
         return "the model was busy"
+    if isinstance(exc, CutOff):
+        return "the model stopped writing" if exc.reason == "stalled" else "the model took too long"
     if isinstance(exc, ModelUnavailable):
         return f"the model is not available ({exc.message.rstrip('.')})"
     if isinstance(exc, InferenceError):

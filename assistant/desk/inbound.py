@@ -31,8 +31,9 @@ from django.utils import timezone
 from django_fsm import can_proceed
 
 from assistant.desk.parse import ParsedAttachment, ParsedMail, ParseFailed, parse_isolated, sniff_headers
-from assistant.desk.review import move
+from assistant.desk.tickets import move
 from assistant.models import Attachment, InboundMail, MailMessage, Ticket
+from core.jobs import enqueue
 
 log = logging.getLogger(__name__)
 
@@ -111,10 +112,8 @@ def receive_raw(raw: bytes, *, source: str, envelope_from: str = "") -> InboundM
 
 
 def enqueue_inbound(inbound_id: int) -> None:
-    from assistant.tasks import desk_process_inbound
-
     try:
-        desk_process_inbound.delay(inbound_id)
+        enqueue("assistant.desk_process_inbound", inbound_id)
     except Exception:  # noqa: BLE001 - the mail is stored; the sweep queues it again
         log.exception("event=enqueue_failed inbound=%s", inbound_id)
 
@@ -289,10 +288,8 @@ def _store_message(inbound: InboundMail, parsed: ParsedMail) -> MailMessage:
 
 def enqueue_processing(ticket_id: int) -> None:
     """Triage and a draft, by the Celery worker (`manage.py serve` runs one)."""
-    from assistant.tasks import desk_process_ticket
-
     try:
-        desk_process_ticket.delay(ticket_id)
+        enqueue("assistant.desk_process_ticket", ticket_id)
     except Exception:  # noqa: BLE001 - the mail is stored; the sweeper picks the ticket up later
         log.exception("event=enqueue_failed ticket=%s", ticket_id)
 

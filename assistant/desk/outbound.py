@@ -27,7 +27,9 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.html import escape, linebreaks
 
+from assistant.desk.tickets import ReviewError, move
 from assistant.models import Draft, MailMessage, OutboundMail, Ticket
+from core.jobs import enqueue as enqueue_job
 from retrieval.models import Chunk, Document
 
 log = logging.getLogger(__name__)
@@ -136,9 +138,7 @@ def retry_by_hand(mail: OutboundMail) -> OutboundMail:
 
 
 def enqueue(pk: int, countdown: float = 0) -> None:
-    from assistant.tasks import desk_send_reply
-
-    desk_send_reply.apply_async((pk,), countdown=countdown)
+    enqueue_job("assistant.desk_send_reply", pk, countdown=countdown)
 
 
 def claim(pk: int) -> OutboundMail | None:
@@ -195,8 +195,6 @@ def deliver(pk: int) -> str:
 
 
 def record_sent(mail: OutboundMail) -> None:
-    from assistant.desk.review import ReviewError, move
-
     now = timezone.now()
     with transaction.atomic():
         OutboundMail.objects.filter(pk=mail.pk).update(
@@ -224,8 +222,6 @@ def record_sent(mail: OutboundMail) -> None:
 
 
 def _attempt_failed(mail: OutboundMail, exc: Exception) -> str:
-    from assistant.desk.review import ReviewError, move
-
     error = f"{type(exc).__name__}: {exc}"[:2000]
     if mail.attempts < settings.DESK_SEND_ATTEMPTS:
         delay = settings.DESK_SEND_BACKOFF_SECONDS * 2 ** (mail.attempts - 1)
@@ -257,8 +253,6 @@ def _attempt_failed(mail: OutboundMail, exc: Exception) -> str:
 
 def sweep() -> dict[str, int]:
     """Due retries whose task was lost are sent; attempts cut off are marked unconfirmed."""
-    from assistant.desk.review import ReviewError, move
-
     now = timezone.now()
     stale = OutboundMail.objects.filter(
         status=OutboundMail.Status.SENDING,

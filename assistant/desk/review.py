@@ -1,15 +1,10 @@
 """Every decision on a ticket: the model's draft arriving, an agent editing, approving, rejecting,
-regenerating or reassigning. The console, the API and the Celery tasks all call these.
-
-`move` is the one transition function: it checks the move is allowed from the ticket's status,
-saves it only if the status is still the one it was read with (django-fsm-2's optimistic lock:
-of two agents approving at once exactly one wins, the other gets a conflict) and records a
-TicketEvent with who, when and why.
+regenerating or reassigning. The console, the API and the Celery tasks all call these; each
+status change goes through `move`, the ticket's one transition function (assistant/desk/tickets.py).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 from datetime import timedelta
 from typing import Any
@@ -20,55 +15,15 @@ from django.db.models import F
 from django.utils import timezone
 
 from assistant.desk import drafting, outbound, triage
+from assistant.desk.inbound import enqueue_processing
+from assistant.desk.tickets import ReviewError, current_draft, move
 from assistant.models import Draft, OutboundMail, Ticket, TicketEvent, TrainingExample
-from core import transitions
-from core.errors import DomainError
+from core.jobs import enqueue
 from core.roles import AGENT, has_role
 
 log = logging.getLogger(__name__)
 
 SWEEP_BATCH = 100  # tickets handled per sweep (beat runs it every 30 s)
-
-
-class ReviewError(DomainError):
-    default_status = 409
-
-
-def move(ticket: Ticket, name: str, *, user=None, reason: str = "", data: dict | None = None) -> Ticket:
-    return transitions.move(
-        ticket,
-        name,
-        field="status",
-        record=functools.partial(TicketEvent.objects.create, ticket=ticket),
-        error=ReviewError,
-        lost_race="Someone else changed this ticket first (now {current}).",
-        refused="A ticket that is {state} cannot be " + _VERBS[name] + ".",
-        user=user,
-        reason=reason,
-        data=data,
-    )
-
-
-_VERBS = {
-    "reopen": "reopened",
-    "draft_ready": "given a draft",
-    "nothing_to_answer": "set aside",
-    "approve": "approved",
-    "reject": "rejected",
-    "sent": "marked sent",
-    "send_failed": "marked failed",
-}
-
-
-def get_ticket(ticket_id: Any) -> Ticket:
-    try:
-        return Ticket.objects.get(pk=int(ticket_id))
-    except (TypeError, ValueError, Ticket.DoesNotExist) as exc:
-        raise ReviewError("not_found", "No such ticket.", 404) from exc
-
-
-def current_draft(ticket: Ticket) -> Draft | None:
-    return ticket.drafts.order_by("-version").first()
 
 
 def process_ticket(ticket_id: int) -> Draft | None:
@@ -128,8 +83,6 @@ def sweep_stuck_tickets() -> dict[str, int]:
         if Ticket.objects.filter(pk=ticket.pk, status=Ticket.Status.NEW, updated_at=ticket.updated_at).update(
             process_attempts=F("process_attempts") + 1, updated_at=now
         ):
-            from assistant.desk.inbound import enqueue_processing
-
             enqueue_processing(ticket.pk)
             requeued += 1
     return {"requeued_tickets": requeued, "gave_up_tickets": gave_up}
@@ -145,6 +98,12 @@ def check_regenerate(ticket: Ticket) -> None:
         raise ReviewError(
             "conflict", f"A ticket that is {ticket.status.replace('_', ' ')} cannot get a new draft."
         )
+
+
+def queue_regenerate(ticket: Ticket, user) -> None:
+    """A fresh draft, written by the worker (`regenerate`); refused at once where it cannot be."""
+    check_regenerate(ticket)
+    enqueue("assistant.desk_regenerate", ticket.pk, user.pk if user else None)
 
 
 def regenerate(ticket: Ticket, user) -> Draft:

@@ -11,13 +11,13 @@ import logging
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from assistant.desk.inbound import store_raw
+
 log = logging.getLogger(__name__)
 
 
 class DeskHandler:
     async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 - aiosmtpd's hook name
-        from assistant.desk.inbound import store_raw
-
         try:
             inbound = await sync_to_async(store_raw, thread_sensitive=False)(
                 envelope.original_content or envelope.content,

@@ -27,17 +27,15 @@ import numpy as np
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
 from assistant.desk.triage import classify
+from core.errors import DomainError
 from inference.services import get_embedder
 
 KINDS = ("category", "priority")
 GROUPINGS = ("language", "segment")
 
 
-class TriageEvalError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        self.code = code
-        self.message = message
-        super().__init__(f"{code}: {message}")
+class TriageEvalError(DomainError):
+    pass
 
 
 def load_rows(path: Path) -> list[dict[str, Any]]:

@@ -9,27 +9,22 @@ missing reason) comes back as a message on the ticket's page, never as an error 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
-from functools import wraps
 from typing import Any
 from urllib.parse import urlsplit
 
-from django.contrib import messages
-from django.contrib.auth import get_user_model
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models import Count, OuterRef, Subquery
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
-from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
 from django_fsm import can_proceed
 
 from assistant.desk import present, review
-from assistant.desk.review import ReviewError
+from assistant.desk.tickets import ReviewError, get_ticket
 from assistant.models import Draft, InboundMail, Ticket
-from core.roles import AGENT, has_role
+from core.pages import post_action
+from core.roles import AGENT, role_required, users_with_role
 
 PAGE_SIZE = 50
 # The queue opens on what waits for an agent; the other statuses follow in the model's order.
@@ -40,22 +35,13 @@ UNREADABLE = "unreadable"  # the queue page's tab of inbound mail that failed (n
 DATE_KEYS = {"created_at", "updated_at", "date", "at", "sent_at", "next_attempt_at"}
 
 
-def agent_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Anonymous: to the login page; signed in without the agent role: 403."""
-
-    @login_required
-    @wraps(view)
-    def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not has_role(request.user, AGENT):
-            raise PermissionDenied("This page is for agents.")
-        return view(request, *args, **kwargs)
-
-    return checked
+# Anonymous: to the login page; signed in without the agent role: 403.
+agent_required = role_required(AGENT)
 
 
 def _ticket(ticket_id: int) -> Ticket:
     try:
-        return review.get_ticket(ticket_id)
+        return get_ticket(ticket_id)
     except ReviewError as exc:
         raise Http404(exc.message) from exc
 
@@ -159,13 +145,8 @@ def _triage_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _agents():
-    """Who a ticket can be assigned to: active users with the agent role (superusers have all)."""
-    return (
-        get_user_model()
-        .objects.filter(Q(groups__name=AGENT) | Q(is_superuser=True), is_active=True)
-        .distinct()
-        .order_by("username")
-    )
+    """Who a ticket can be assigned to."""
+    return users_with_role(AGENT)
 
 
 @require_GET
@@ -213,21 +194,8 @@ def _version(request: HttpRequest) -> int | None:
         raise ReviewError("bad_request", "The draft version is not a number.", 400) from exc
 
 
-def _decision(view: Callable[[HttpRequest, Ticket], str]) -> Callable[..., HttpResponse]:
-    """A POST decision on a ticket: its success message, or the refusal's, then back to the page."""
-
-    @require_POST
-    @agent_required
-    @wraps(view)
-    def decided(request: HttpRequest, ticket_id: int) -> HttpResponse:
-        found = _ticket(ticket_id)
-        try:
-            messages.success(request, view(request, found))
-        except ReviewError as exc:
-            messages.error(request, exc.message)
-        return redirect("desk-ticket", ticket_id=found.pk)
-
-    return decided
+# A POST decision on a ticket: its success message, or the refusal's, then back to the page.
+_decision = post_action(_ticket, "desk-ticket", "ticket_id", agent_required)
 
 
 @_decision
@@ -250,10 +218,7 @@ def reject(request: HttpRequest, ticket: Ticket) -> str:
 
 @_decision
 def regenerate(request: HttpRequest, ticket: Ticket) -> str:
-    from assistant.tasks import desk_regenerate
-
-    review.check_regenerate(ticket)
-    desk_regenerate.delay(ticket.pk, request.user.pk)
+    review.queue_regenerate(ticket, request.user)
     return "A new draft is being written; reload this page in a moment to see it."
 
 

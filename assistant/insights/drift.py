@@ -35,6 +35,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from assistant.models import DriftReport, Message, QuestionSample
+from core.jobs import enqueue
 from inference.services import get_embedder
 
 log = logging.getLogger(__name__)
@@ -88,17 +89,15 @@ def _sample_answered_question(sender, instance: Message, created: bool, **kwargs
         return
     answer_id = instance.pk
 
-    def enqueue() -> None:
-        from assistant.tasks import record_question_sample
-
+    def queue_sample() -> None:
         try:
-            record_question_sample.delay(answer_id)
+            enqueue("assistant.record_question_sample", answer_id)
         except Exception:
             # A sample is worth less than the answer it follows: a broker hiccup loses one
             # question from the statistics, never the visitor's reply.
             log.warning("event=question_sample_not_queued answer=%s", answer_id, exc_info=True)
 
-    transaction.on_commit(enqueue)
+    transaction.on_commit(queue_sample)
 
 
 def count_samples(cutoff: datetime) -> int:

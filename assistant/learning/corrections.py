@@ -14,14 +14,13 @@ from django.db import transaction
 
 from assistant.models import Message, TrainingExample
 from core.audit import record_audit
+from core.errors import DomainError
 
 log = logging.getLogger(__name__)
 
 
-class CorrectionError(Exception):
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
-        self.code, self.message, self.status = code, message, status
-        super().__init__(message)
+class CorrectionError(DomainError):
+    pass
 
 
 def do_correct_answer(user, message_id: int, answer: str) -> TrainingExample:
@@ -35,7 +34,7 @@ def do_correct_answer(user, message_id: int, answer: str) -> TrainingExample:
             pk=message_id, role=Message.Role.ASSISTANT
         )
     except Message.DoesNotExist:
-        raise CorrectionError("not_found", "No such assistant answer.", status=404) from None
+        raise CorrectionError("not_found", "No such assistant answer.", 404) from None
     earlier = list(message.conversation.messages.filter(id__lt=message.pk).order_by("id"))
     question = next((m for m in reversed(earlier) if m.role == Message.Role.USER), None)
     if question is None:

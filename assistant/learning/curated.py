@@ -17,6 +17,7 @@ from django.db import transaction
 
 from assistant.learning.dataset import DatasetError
 from assistant.models import TrainingExample
+from inference.services import get_embedder
 from retrieval.models import Chunk, Document
 
 
@@ -42,8 +43,6 @@ def _best_chunk(document: Document, query: np.ndarray) -> Chunk:
 def import_curated(path: str | Path, *, collection: str = "default", user=None) -> int:
     """Import `{"question", "answer", "documents": [...]}` lines; returns how many were added.
     A line already imported (same question and answer) is skipped, so re-running is safe."""
-    from inference.services import get_embedder
-
     rows: list[dict[str, Any]] = []
     for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():

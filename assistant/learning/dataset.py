@@ -36,18 +36,21 @@ import numpy as np
 from answers.guard import carries_instructions
 from answers.prompts import DRAFT_INSTRUCTIONS, INSTRUCTIONS, prompt_messages
 from assistant.models import TrainingExample
+from core.errors import DomainError
+from core.models import GovernanceSettings
+from core.redaction import find_personal_data, redact, redaction_enabled, restore
+from retrieval.models import Chunk
 
 DEDUP_SIMILARITY = 0.95
 LEAK_SIMILARITY = 0.90
 DEFAULT_EVAL_FRACTION = 0.2
 
 
-class DatasetError(Exception):
-    code = "bad_dataset"
+class DatasetError(DomainError):
+    """A dataset that cannot be used (code "bad_dataset")."""
 
     def __init__(self, message: str) -> None:
-        self.message = message
-        super().__init__(message)
+        super().__init__("bad_dataset", message)
 
 
 @dataclass
@@ -210,8 +213,6 @@ def _split_hash(question: str) -> float:
 def _redact_example(example: Example, known_names: list[str]) -> tuple[Example, int]:
     """The example with personal data in what the customer and agent wrote replaced by
     placeholders; the company's instructions and sources are left as they are."""
-    from core.redaction import redact, restore
-
     mapping: dict[str, str] = {}
     found = 0
 
@@ -249,14 +250,10 @@ def _published(value: str, example: Example) -> bool:
     governance/people.py; until then it is as public as the page it is on.)"""
     if any(value in m["content"] for m in example.messages if m["role"] == "system"):
         return True
-    from retrieval.models import Chunk
-
     return Chunk.objects.filter(text__contains=value).exists()
 
 
 def _personal_data(example: Example, known_names: list[str]) -> list[str]:
-    from core.redaction import find_personal_data
-
     texts = [m["content"] for m in example.messages if m["role"] != "system"] + [example.answer]
     return sorted(
         {
@@ -277,9 +274,6 @@ def build_dataset(
     """Run the gates (module docstring) over `candidates` (newest first) and split them.
     `embed(texts) -> (n, dim) L2-normalised` finds near-duplicates and leaks; without it only
     exact duplicates are caught."""
-    from core.models import GovernanceSettings
-    from core.redaction import redaction_enabled
-
     allowed = GovernanceSettings.load().personal_data_training_allowed
     redacting = redaction_enabled("training")
     kept: list[Example] = []

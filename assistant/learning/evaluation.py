@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from assistant.chat.actions import says_it_does_not_know
+from answers.confidence import says_it_does_not_know
 from assistant.learning.dataset import Example, cited_numbers
 from inference.base import GenerationParams, InferenceError
 

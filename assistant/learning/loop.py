@@ -19,21 +19,23 @@ from django.utils import timezone
 
 from assistant.learning.dataset import Dataset, DatasetError, build_dataset, load_approved, load_jsonl
 from assistant.learning.evaluation import evaluate, is_better
+from core.errors import DomainError
 from inference.actions import do_activate_model_version, do_register_model_version
+from inference.backends.local import LocalTextGenerator
 from inference.finetune import FineTuneConfig, FineTuneError, train_lora
 from inference.models import FineTuneRun, ModelVersion
+from inference.services import get_embedder
 
 log = logging.getLogger(__name__)
 
 MIN_TRAIN_EXAMPLES = 2
 
 
-class LoopError(Exception):
-    code = "finetune_refused"
+class LoopError(DomainError):
+    """A fine-tune that cannot start (code "finetune_refused")."""
 
     def __init__(self, message: str) -> None:
-        self.message = message
-        super().__init__(message)
+        super().__init__("finetune_refused", message)
 
 
 def active_chat_version() -> ModelVersion:
@@ -49,15 +51,11 @@ def active_chat_version() -> ModelVersion:
 
 
 def _embed(texts: list[str]):
-    from inference.services import get_embedder
-
     return get_embedder().embed(texts)
 
 
 def _generator(version: ModelVersion):
     """A local generator for exactly this version (base folder plus its adapter, if any)."""
-    from inference.backends.local import LocalTextGenerator
-
     generator = LocalTextGenerator(model_dir=version.path, adapter_dir=version.adapter or None)
     generator.model_version = version.key
     return generator

@@ -4,11 +4,15 @@ read everything here and change nothing."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from assistant.learning.actions import do_queue_finetune
+from core.errors import DomainError
 from core.roles import ADMIN, AUDITOR, has_role, role_required
 from inference.actions import RegistryError, do_activate_model_version, do_rollback
 from inference.models import FineTuneRun, ModelEvent, ModelVersion
@@ -59,21 +63,33 @@ def version_page(request: HttpRequest, version_id: int) -> HttpResponse:
 @role_required(ADMIN)
 def activate(request: HttpRequest, version_id: int) -> HttpResponse:
     version = get_object_or_404(ModelVersion, pk=version_id)
-    try:
-        do_activate_model_version(version, actor=request.user, reason=request.POST.get("reason", "")[:1000])
-        messages.success(request, f"{version.key} is now the active {version.kind} model.")
-    except RegistryError as exc:
-        messages.error(request, exc.message)
-    return redirect("console-models")
+
+    def change() -> str:
+        do_activate_model_version(version, actor=request.user, reason=_reason(request))
+        return f"{version.key} is now the active {version.kind} model."
+
+    return _changed(request, change)
 
 
 @require_POST
 @role_required(ADMIN)
 def rollback(request: HttpRequest) -> HttpResponse:
+    def change() -> str:
+        version = do_rollback("chat", actor=request.user, reason=_reason(request))
+        return f"Rolled back: {version.key} is active again."
+
+    return _changed(request, change)
+
+
+def _reason(request: HttpRequest) -> str:
+    return request.POST.get("reason", "")[:1000]
+
+
+def _changed(request: HttpRequest, change: Callable[[], str]) -> HttpResponse:
+    """Make a change and say how it went (its success message or the refusal's) on the models page."""
     try:
-        version = do_rollback("chat", actor=request.user, reason=request.POST.get("reason", "")[:1000])
-        messages.success(request, f"Rolled back: {version.key} is active again.")
-    except RegistryError as exc:
+        messages.success(request, change())
+    except (RegistryError, DomainError) as exc:
         messages.error(request, exc.message)
     return redirect("console-models")
 
@@ -81,11 +97,6 @@ def rollback(request: HttpRequest) -> HttpResponse:
 @require_POST
 @role_required(ADMIN)
 def start_finetune(request: HttpRequest) -> HttpResponse:
-    from assistant.tasks import finetune
-
-    if FineTuneRun.objects.filter(status=FineTuneRun.Status.RUNNING).exists():
-        messages.error(request, "A fine-tune is already running; wait for it to finish.")
-        return redirect("console-models")
     text = request.POST.get("max_steps", "").strip()
     try:
         max_steps = int(text) if text else None  # empty: two epochs
@@ -94,10 +105,13 @@ def start_finetune(request: HttpRequest) -> HttpResponse:
     if max_steps is not None and not 1 <= max_steps <= 10000:
         messages.error(request, "Steps must be between 1 and 10000 (or empty for two epochs).")
         return redirect("console-models")
-    finetune.delay(
-        max_steps=max_steps,
-        promote_if_better=request.POST.get("promote_if_better") == "on",
-        actor=f"user:{request.user.get_username()}",
-    )
-    messages.success(request, "Fine-tune queued: its progress appears below.")
-    return redirect("console-models")
+
+    def change() -> str:
+        do_queue_finetune(
+            max_steps=max_steps,
+            promote_if_better=request.POST.get("promote_if_better") == "on",
+            actor=f"user:{request.user.get_username()}",
+        )
+        return "Fine-tune queued: its progress appears below."
+
+    return _changed(request, change)

@@ -1,6 +1,7 @@
 """The assistant app's models: website conversations (chat.py) and the email desk (desk.py)."""
 
-from assistant.models.chat import Conversation, Feedback, Message, PinnedAnswer, Site
+from answers.models import PinnedAnswer  # moved to answers/ (the answer path owns it)
+from assistant.models.chat import Conversation, Feedback, Message, Site
 from assistant.models.desk import (
     Attachment,
     Draft,

@@ -131,33 +131,6 @@ class Message(models.Model):
         return f"{self.role}: {self.text[:40]}"
 
 
-class PinnedAnswer(models.Model):
-    """An approved answer to a question, returned as written instead of a generated one when a
-    visitor asks it or a paraphrase of it (matched by embedding similarity, assistant/chat/pinned.py)."""
-
-    collection = models.SlugField(max_length=64, default="default")
-    question = models.CharField(max_length=500)
-    paraphrases = models.TextField(blank=True, help_text="Other ways to ask it, one per line.")
-    answer = models.TextField()
-    source_title = models.CharField(max_length=300, blank=True)
-    source_url = models.CharField(max_length=500, blank=True, help_text="https://... or /kb/ID/")
-    active = models.BooleanField(default=True)
-    approved_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        ordering = ["collection", "question"]
-
-    def __str__(self) -> str:
-        return self.question
-
-    def phrasings(self) -> list[str]:
-        return [self.question, *(line.strip() for line in self.paraphrases.splitlines() if line.strip())]
-
-
 class Feedback(models.Model):
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="feedback")
     value = models.SmallIntegerField(choices=[(1, "helpful"), (-1, "not helpful")])

@@ -65,7 +65,7 @@ class Ticket(ConcurrentTransitionMixin, models.Model):
     """A thread with one customer. Status is a state machine (django-fsm-2): every move goes
     through a transition, is checked against the status it was read with (two agents approving
     at once: one wins, the other gets a conflict) and is recorded as a TicketEvent by
-    `assistant.desk.review.move`."""
+    `assistant.desk.tickets.move`."""
 
     class Status(models.TextChoices):
         NEW = "new"  # waiting for triage and a draft

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 from django.conf import settings
+from sentence_transformers import SentenceTransformer
 
 from inference.base import (
     ChatMessage,
@@ -18,10 +23,14 @@ from inference.base import (
     Generation,
     GenerationParams,
     InferenceError,
+    ModelUnavailable,
     TextGenerator,
     Usage,
 )
-from inference.prepare import embedding_model_path, prepare_embedding_model, read_manifest
+from inference.engine.decoding import IncrementalDecoder
+from inference.engine.device import resolve_device
+from inference.engine.scheduler import Engine
+from inference.prepare import PreparedModel, embedding_model_path, prepare_embedding_model, read_manifest
 from inference.runtime import model_thread
 
 log = logging.getLogger(__name__)
@@ -59,12 +68,10 @@ class StopStringFilter:
 
 class LocalTextGenerator(TextGenerator):
     """SmolLM2 (or any Llama-family model folder) in this process: requests join the engine's
-    running batch (inference/engine.py), whose steps run on the model thread one at a time, so
+    running batch (inference/engine/), whose steps run on the model thread one at a time, so
     embedding and index work interleave with decoding at token boundaries."""
 
     def __init__(self, model_dir: str | None = None, adapter_dir: str | None = None) -> None:
-        from inference.engine import Engine  # torch loads only when a generator is built
-
         model_dir = model_dir or settings.CHAT_MODEL
         manifest = read_manifest(Path(model_dir))
         self.engine = model_thread().call(
@@ -129,15 +136,13 @@ class LocalTextGenerator(TextGenerator):
     async def _run(
         self, messages: list[ChatMessage], params: GenerationParams, generation: Generation
     ) -> AsyncIterator[str]:
-        from inference.engine import IncrementalDecoder
-
         started = time.perf_counter()
         engine = self.engine
         prompt_ids = engine.encode_chat(messages)
         loop = asyncio.get_running_loop()
-        events: asyncio.Queue = asyncio.Queue()
+        events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
 
-        def listener(kind: str, payload) -> None:  # called on the model thread
+        def listener(kind: str, payload: Any) -> None:  # called on the model thread
             loop.call_soon_threadsafe(events.put_nowait, (kind, payload))
 
         prefix_len = engine.shared_prefix_len(messages, prompt_ids)
@@ -208,10 +213,6 @@ class LocalEmbedder(Embedder):
     def __init__(
         self, spec: str | None = None, batch_size: int | None = None, backend: str | None = None
     ) -> None:
-        from sentence_transformers import SentenceTransformer
-
-        from inference.engine import resolve_device
-
         spec = spec or settings.EMBEDDING_MODEL
         prepared = prepare_embedding_model(spec)
         device = resolve_device(settings.INFERENCE_DEVICE)
@@ -220,17 +221,20 @@ class LocalEmbedder(Embedder):
                 str(embedding_model_path(spec)), device=str(device), local_files_only=True
             )
         )
-        self.dim = int(
+        dim = (
             self.model.get_embedding_dimension()
             if hasattr(self.model, "get_embedding_dimension")
             else self.model.get_sentence_embedding_dimension()
         )
-        self.batch_size = int(batch_size or getattr(settings, "EMBEDDING_BATCH_SIZE", 16))
-        choice = backend or getattr(settings, "EMBEDDING_BACKEND", "auto")
+        if dim is None:
+            raise ModelUnavailable(f"The embedding model {spec!r} gives vectors of no fixed size.")
+        self.dim = int(dim)
+        self.batch_size = int(batch_size or settings.EMBEDDING_BATCH_SIZE)
+        choice = backend or settings.EMBEDDING_BACKEND
         if choice not in ("auto", "torch", "openvino"):
             raise ValueError(f"EMBEDDING_BACKEND must be auto, torch or openvino, not {choice!r}")
         self.backend = "torch"
-        self._openvino = None  # an OpenVINO infer request, when that backend is in use
+        self._openvino: Any = None  # an OpenVINO infer request, when that backend is in use
         if choice != "torch" and device.type == "cpu":
             try:
                 self._openvino = model_thread().call(self._load_openvino, prepared)
@@ -258,10 +262,11 @@ class LocalEmbedder(Embedder):
         )
         return names[:2] == ["Transformer", "Pooling"] and set(names[2:]) <= {"Normalize"} and bool(mean)
 
-    def _load_openvino(self, prepared):
+    def _load_openvino(self, prepared: PreparedModel) -> Any:
         """Compile the cached OpenVINO model (converting it first if needed); on the model thread."""
+        # Imported here: openvino is optional, and its ImportError is what makes "auto" fall back
+        # to torch (the constructor catches it).
         import openvino as ov
-        import torch
 
         if not self._mean_pooled():
             raise RuntimeError("only Transformer + mean pooling models are converted to OpenVINO")
@@ -295,30 +300,15 @@ class LocalEmbedder(Embedder):
         """Trace the transformer plus mean pooling and save it as OpenVINO IR: local files only,
         written beside the target and renamed into place, so a concurrent or killed conversion
         never leaves half a model."""
-        import shutil
-        import tempfile
-
-        import openvino as ov
-        import torch
-
-        class MeanPooled(torch.nn.Module):
-            def __init__(self, transformer: torch.nn.Module) -> None:
-                super().__init__()
-                self.transformer = transformer
-
-            def forward(self, input_ids, attention_mask, token_type_ids):
-                hidden = self.transformer(
-                    input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-                ).last_hidden_state  # (B, T, C)
-                mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
-                return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # (B, C)
+        import openvino as ov  # optional: see _load_openvino
 
         started = time.perf_counter()
         example = dict(self._tokenize(["a short example", "a somewhat longer example sentence"]))
         names = ("input_ids", "attention_mask", "token_type_ids")
         if set(example) != set(names):
             raise RuntimeError(f"tokenizer inputs {sorted(example)} are not BERT's")
-        module = MeanPooled(self.model[0].auto_model).eval()
+        transformer: Any = self.model[0]  # sentence-transformers' Transformer module
+        module = _MeanPooled(transformer.auto_model).eval()
         with torch.inference_mode():
             converted = ov.convert_model(
                 module,
@@ -380,3 +370,22 @@ class LocalEmbedder(Embedder):
 
     def _infer_openvino(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         return np.array(self._openvino.infer(inputs)[0], dtype=np.float32)  # (b, dim), copied out
+
+
+class _MeanPooled(torch.nn.Module):
+    """A BERT-style transformer plus mean pooling over the attention mask, as one traceable
+    module: what LocalEmbedder converts to OpenVINO (normalisation is done after)."""
+
+    def __init__(self, transformer: torch.nn.Module) -> None:
+        super().__init__()
+        self.transformer = transformer
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
+    ) -> torch.Tensor:
+        hidden = self.transformer(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        ).last_hidden_state  # (B, T, C)
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+        pooled: torch.Tensor = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # (B, C)
+        return pooled

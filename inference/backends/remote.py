@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import numpy as np
 from django.conf import settings
+from PIL import Image
 
 from inference.base import (
     ChatMessage,
@@ -28,6 +29,8 @@ from inference.base import (
     Generation,
     GenerationParams,
     ImageGenerator,
+    ImageProgress,
+    ImageSpec,
     InferenceError,
     InputTooLong,
     ModelBusy,
@@ -44,20 +47,30 @@ _CONTEXT_HINTS = ("context length", "context_length", "maximum context", "too lo
 
 class RemoteModel:
     """What the three remote backends share: the server's address and key, the model id to ask
-    for, and the mapping of HTTP failures to the inference layer's errors."""
+    for (`model`, else the one the server lists for our kind, else the setting `model_setting`
+    names), a client for blocking requests, and the mapping of HTTP failures to the inference
+    layer's errors."""
 
     kind = ""
+    model_setting = ""  # the setting naming our kind's model: CHAT_MODEL, EMBEDDING_MODEL...
 
-    def __init__(self, base_url: str | None, model: str | None, api_key: str | None, configured: str) -> None:
+    def __init__(
+        self, base_url: str | None = None, model: str | None = None, api_key: str | None = None
+    ) -> None:
         self.base_url = (base_url or settings.INFERENCE_URL).rstrip("/")
         if not self.base_url:
             raise ModelUnavailable("INFERENCE_URL is not set.")
         key = settings.INFERENCE_API_KEY if api_key is None else api_key
         self.headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.timeout = httpx.Timeout(settings.INFERENCE_REQUEST_TIMEOUT, connect=10)
+        self.client = httpx.Client(timeout=self.timeout)
         self.model_info: dict[str, Any] = {}
-        self.model = model or self._discover(configured)
+        self.model = model or self._discover(getattr(settings, self.model_setting))
         self.model_version = self.version_of(self.model)
+        self.connected()
+
+    def connected(self) -> None:
+        """What a kind learns from the server once its model is known (the last step of __init__)."""
 
     def _discover(self, configured: str) -> str:
         """The server's model of our kind: the configured name if the server lists it, else the
@@ -79,7 +92,8 @@ class RemoteModel:
         if chosen is None:
             return configured
         self.model_info = chosen
-        return chosen["id"]
+        model_id: str = chosen["id"]
+        return model_id
 
     def version_of(self, model: str) -> str:
         """The registry key for a model id: Parley's server answers with keys already."""
@@ -91,6 +105,15 @@ class RemoteModel:
         return ModelUnavailable(
             f"The inference server at {self.base_url} is unreachable ({exc.__class__.__name__})."
         )
+
+    def post(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        """A blocking POST to the server; its failures as the inference layer's errors."""
+        try:
+            response = self.client.post(f"{self.base_url}{path}", headers=self.headers, json=body)
+        except httpx.HTTPError as exc:
+            raise self.unreachable(exc) from exc
+        _raise_for(response)
+        return response
 
 
 def error_for(status: int, payload: Any) -> InferenceError:
@@ -129,11 +152,7 @@ def _raise_for(response: httpx.Response) -> None:
 
 class RemoteTextGenerator(RemoteModel, TextGenerator):
     kind = "chat"
-
-    def __init__(
-        self, base_url: str | None = None, model: str | None = None, api_key: str | None = None
-    ) -> None:
-        super().__init__(base_url, model, api_key, configured=model or settings.CHAT_MODEL)
+    model_setting = "CHAT_MODEL"
 
     def stream(self, messages: list[ChatMessage], params: GenerationParams) -> Generation:
         generation = Generation()
@@ -220,12 +239,9 @@ class RemoteTextGenerator(RemoteModel, TextGenerator):
 
 class RemoteEmbedder(RemoteModel, Embedder):
     kind = "embedding"
+    model_setting = "EMBEDDING_MODEL"
 
-    def __init__(
-        self, base_url: str | None = None, model: str | None = None, api_key: str | None = None
-    ) -> None:
-        self.client = httpx.Client(timeout=httpx.Timeout(settings.INFERENCE_REQUEST_TIMEOUT, connect=10))
-        super().__init__(base_url, model, api_key, configured=model or settings.EMBEDDING_MODEL)
+    def connected(self) -> None:
         self.dim = int(self.embed(["dimension probe"]).shape[1])
 
     def embed(self, texts: list[str]) -> np.ndarray:
@@ -240,12 +256,7 @@ class RemoteEmbedder(RemoteModel, Embedder):
 
     def _embed_batch(self, texts: list[str]) -> np.ndarray:
         body = {"model": self.model, "input": texts, "encoding_format": "float"}
-        try:
-            response = self.client.post(f"{self.base_url}/v1/embeddings", headers=self.headers, json=body)
-        except httpx.HTTPError as exc:
-            raise self.unreachable(exc) from exc
-        _raise_for(response)
-        payload = response.json()
+        payload = self.post("/v1/embeddings", body).json()
         if payload.get("model"):
             self.model_version = self.version_of(payload["model"])
         rows = sorted(payload["data"], key=lambda row: row["index"])
@@ -260,48 +271,28 @@ class RemoteImageGenerator(RemoteModel, ImageGenerator):
     metadata, exactly as the local generator's."""
 
     kind = "image"
+    model_setting = "IMAGE_MODEL"
 
-    def __init__(
-        self, base_url: str | None = None, model: str | None = None, api_key: str | None = None
-    ) -> None:
-        self.client = httpx.Client(timeout=httpx.Timeout(settings.INFERENCE_REQUEST_TIMEOUT, connect=10))
-        super().__init__(base_url, model, api_key, configured=model or settings.IMAGE_MODEL)
+    def connected(self) -> None:
         self.meaningful = bool(self.model_info.get("meaningful", True))
 
-    def generate(
-        self,
-        prompt: str,
-        negative_prompt: str = "",
-        width: int = 512,
-        height: int = 512,
-        steps: int | None = None,
-        guidance: float | None = None,
-        seed: int | None = None,
-        progress=None,  # the OpenAI images API reports no steps: one request, no progress
-    ) -> GeneratedImage:
-        from PIL import Image
-
+    def render(self, spec: ImageSpec, progress: ImageProgress | None) -> GeneratedImage:
+        # progress is never called: the OpenAI images API reports no steps (one request).
         body: dict[str, Any] = {
             "model": self.model,
-            "prompt": prompt,
+            "prompt": spec.prompt,
             "n": 1,
-            "size": f"{width}x{height}",
+            "size": f"{spec.width}x{spec.height}",
             "response_format": "b64_json",
         }
         extras = {
-            "negative_prompt": negative_prompt or None,
-            "steps": steps,
-            "guidance": guidance,
-            "seed": seed,
+            "negative_prompt": spec.negative_prompt or None,
+            "steps": spec.steps,
+            "guidance": spec.guidance,
+            "seed": spec.seed,
         }
         body.update({key: value for key, value in extras.items() if value is not None})
-        try:
-            response = self.client.post(
-                f"{self.base_url}/v1/images/generations", headers=self.headers, json=body
-            )
-        except httpx.HTTPError as exc:
-            raise self.unreachable(exc) from exc
-        _raise_for(response)
+        response = self.post("/v1/images/generations", body)
         try:
             image = Image.open(io.BytesIO(base64.b64decode(response.json()["data"][0]["b64_json"])))
             image.load()
@@ -311,8 +302,8 @@ class RemoteImageGenerator(RemoteModel, ImageGenerator):
         metadata = {key[len("parley:") :]: value for key, value in text.items() if key.startswith("parley:")}
         if not metadata:  # another server: record what we asked for
             metadata = {
-                "prompt": prompt,
-                "negative_prompt": negative_prompt,
+                "prompt": spec.prompt,
+                "negative_prompt": spec.negative_prompt,
                 "model_version": self.model_version,
                 "width": str(image.width),
                 "height": str(image.height),

@@ -55,7 +55,8 @@ def create_app() -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = "not_found" if exc.status_code == 404 else None
-        return APIError(exc.status_code, str(exc.detail), code=kind, headers=exc.headers).response()
+        headers = dict(exc.headers) if exc.headers else None
+        return APIError(exc.status_code, str(exc.detail), code=kind, headers=headers).response()
 
     @app.exception_handler(InferenceError)
     async def inference_error(request: Request, exc: InferenceError) -> JSONResponse:

@@ -8,12 +8,12 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from django.conf import settings
 from django.db import close_old_connections
 
-from inference.base import InferenceError, ModelUnavailable
+from inference.base import Embedder, ImageGenerator, InferenceError, ModelUnavailable, TextGenerator
 from inference.server.errors import APIError
 from inference.services import get_embedder, get_image_generator, get_text_generator
 
@@ -56,7 +56,14 @@ def aliases(kind: str, model_version: str) -> set[str]:
     return {model_version, rest, rest.split("@", 1)[0], setting, Path(setting).name} - {""}
 
 
+@overload
+async def find_model(kind: Literal["chat"], requested: str | None) -> TextGenerator: ...
+@overload
+async def find_model(kind: Literal["embedding"], requested: str | None) -> Embedder: ...
+@overload
+async def find_model(kind: Literal["image"], requested: str | None) -> ImageGenerator: ...
 async def find_model(kind: str, requested: str | None) -> Any:
+    """The backend of `kind`, when `requested` (the body's `model`) is absent or one of its names."""
     backend = await _backend(kind)
     if requested is not None and requested not in aliases(kind, backend.model_version):
         raise APIError(

@@ -10,15 +10,16 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 import anyio
 from django.conf import settings
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import Send
 
-from inference.base import ChatMessage, GenerationParams, InferenceError, ModelBusy
+from inference.base import ChatMessage, GenerationParams, InferenceError, ModelBusy, TextGenerator, Usage
 from inference.server.catalog import find_model
 from inference.server.errors import APIError, ClientGone, raise_api
 from inference.server.metrics import Metrics
@@ -53,7 +54,7 @@ async def _until_disconnect(request: Request, work: Awaitable[T]) -> T:
     return task.result()
 
 
-async def _close(deltas: AsyncIterator[str]) -> None:
+async def _close(deltas: AsyncIterable[Any]) -> None:
     """Close a generation's iterator even inside a cancelled scope: that frees the engine slot."""
     aclose = getattr(deltas, "aclose", None)
     if aclose is not None:
@@ -67,11 +68,11 @@ class EventStream(StreamingResponse):
 
     media_type = "text/event-stream"
 
-    async def stream_response(self, send) -> None:
+    async def stream_response(self, send: Send) -> None:
         try:
             await super().stream_response(send)
         finally:
-            await _close(self.body_iterator)  # type: ignore[arg-type]
+            await _close(self.body_iterator)
 
 
 def _sse(payload: Any) -> str:
@@ -125,7 +126,7 @@ def _params(body: ChatRequest) -> GenerationParams:
     )
 
 
-def _usage_body(usage) -> dict[str, int]:
+def _usage_body(usage: Usage | None) -> dict[str, int]:
     prompt, completion = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
@@ -133,7 +134,7 @@ def _usage_body(usage) -> dict[str, int]:
 class ChatCall:
     """One chat completion: the generation, its timing, and the metrics it feeds."""
 
-    def __init__(self, metrics: Metrics, generator, body: ChatRequest) -> None:
+    def __init__(self, metrics: Metrics, generator: TextGenerator, body: ChatRequest) -> None:
         self.metrics = metrics
         self.model = generator.model_version
         self.id = f"chatcmpl-{uuid.uuid4().hex}"
@@ -171,7 +172,7 @@ class ChatCall:
         usage = self.generation.usage
         return "length" if usage is not None and usage.finish_reason == "length" else "stop"
 
-    def chunk(self, delta: dict, finish: str | None = None) -> dict[str, Any]:
+    def chunk(self, delta: dict[str, str], finish: str | None = None) -> dict[str, Any]:
         return {
             "id": self.id,
             "object": "chat.completion.chunk",

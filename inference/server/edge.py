@@ -8,6 +8,7 @@ import logging
 import time
 
 from django.conf import settings
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inference.server.errors import APIError, ClientGone
 from inference.server.metrics import Metrics
@@ -28,11 +29,11 @@ class Edge:
     """ASGI middleware: checks the bearer key and the body size before FastAPI parses anything,
     and counts every request (streams included, until their last byte)."""
 
-    def __init__(self, app, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -41,7 +42,7 @@ class Edge:
         started = time.perf_counter()
         status = 500  # an exception before the response started
 
-        async def counting_send(message) -> None:
+        async def counting_send(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -75,7 +76,7 @@ class Edge:
                 time.perf_counter() - started,
             )
 
-    def _refuse(self, scope) -> APIError | None:
+    def _refuse(self, scope: Scope) -> APIError | None:
         key = settings.INFERENCE_SERVER_API_KEY
         if not key or not scope["path"].startswith("/v1/"):
             return None
@@ -88,13 +89,14 @@ class Edge:
             401, message, code="invalid_api_key", headers={"WWW-Authenticate": 'Bearer realm="parley"'}
         )
 
-    async def _read_body(self, scope, receive) -> bytes | None:
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
         """The whole body, or None when it is over the limit (refused without reading the rest)."""
         limit = settings.INFERENCE_SERVER_MAX_BODY_BYTES
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             return None
-        chunks, size = [], 0
+        chunks: list[bytes] = []
+        size = 0
         while True:
             message = await receive()
             if message["type"] != "http.request":
@@ -108,10 +110,10 @@ class Edge:
                 return b"".join(chunks)
 
 
-def _replay(body: bytes, receive):
+def _replay(body: bytes, receive: Receive) -> Receive:
     sent = False
 
-    async def replay_receive():
+    async def replay_receive() -> Message:
         nonlocal sent
         if not sent:
             sent = True

@@ -3,13 +3,12 @@ and from request validation errors (a client gets a 4xx for anything it sent wro
 
 from __future__ import annotations
 
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from inference.base import InferenceError, InputTooLong, ModelBusy, ModelUnavailable
-from inference.images import InvalidImageRequest
+from inference.base import InferenceError, InputTooLong, InvalidImageRequest, ModelBusy, ModelUnavailable
 from inference.server.metrics import Metrics
 
 IMAGE_PARAMS = {  # InvalidImageRequest.code -> the request field at fault
@@ -65,7 +64,7 @@ _TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none", "literal"}
 
 
 def validation_error(exc: RequestValidationError) -> APIError:
-    first = next(iter(exc.errors()), {})
+    first: dict[str, Any] = next(iter(exc.errors()), {})
     if first.get("type") == "json_invalid":
         detail = (first.get("ctx") or {}).get("error", "")
         return APIError(400, f"The body is not valid JSON ({detail}).", code="invalid_json")

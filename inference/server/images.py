@@ -6,7 +6,7 @@ import asyncio
 import base64
 import re
 import time
-from typing import Any
+from typing import Any, TypedDict
 
 from django.conf import settings
 from fastapi import Request
@@ -19,7 +19,12 @@ from inference.server.schemas import ImageRequest
 SIZE = re.compile(r"(\d{1,5})x(\d{1,5})")
 
 
-def _size(size: str | None) -> dict[str, int]:
+class Size(TypedDict, total=False):  # none given: the generator's default size
+    width: int
+    height: int
+
+
+def _size(size: str | None) -> Size:
     if size in (None, "auto"):
         return {}
     match = SIZE.fullmatch(size)
@@ -40,17 +45,19 @@ async def images_generations(request: Request, body: ImageRequest) -> dict[str, 
         )
     if body.steps is not None and not 1 <= body.steps <= settings.IMAGE_MAX_STEPS:
         raise APIError(400, f"steps must be between 1 and {settings.IMAGE_MAX_STEPS}.", param="steps")
-    options = {
-        key: value
-        for key, value in (("steps", body.steps), ("guidance", body.guidance), ("seed", body.seed))
-        if value is not None
-    }
     size = _size(body.size)
     generator = await find_model("image", body.model)
     state = request.app.state
 
     def work() -> bytes:
-        image = generator.generate(body.prompt, body.negative_prompt or "", **size, **options)
+        image = generator.generate(
+            body.prompt,
+            body.negative_prompt or "",
+            **size,
+            steps=body.steps,
+            guidance=body.guidance,
+            seed=body.seed,
+        )
         return image.png()
 
     try:

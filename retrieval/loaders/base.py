@@ -11,6 +11,7 @@ import codecs
 import re
 from dataclasses import dataclass, field
 
+from charset_normalizer import from_bytes
 from django.utils.text import slugify
 
 from retrieval.errors import IngestError
@@ -65,8 +66,6 @@ def decode_text(data: bytes, name: str) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         pass
-    from charset_normalizer import from_bytes
-
     results = from_bytes(data)
     best = results.best()
     if best is not None and best.chaos <= 0.1 and (best.coherence >= 0.2 or len(results) <= 3):

@@ -11,7 +11,7 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from django.utils.text import slugify
@@ -68,7 +68,7 @@ def load_json(data: bytes, name: str) -> ParsedDocument:
     return ParsedDocument(title=title, blocks=_pairs(rows, keys, name), kind="json")
 
 
-def _pairs(rows: Iterable[Mapping[Any, Any]], keys: list[str], name: str) -> list[Block]:
+def _pairs(rows: Iterable[Mapping[Any, Any]], keys: Sequence[str], name: str) -> list[Block]:
     lowered = {str(key).strip().lower(): key for key in keys if key is not None}
     question = next((lowered[k] for k in QUESTION_KEYS if k in lowered), None)
     answer = next((lowered[k] for k in ANSWER_KEYS if k in lowered), None)

@@ -68,7 +68,7 @@ def load(data: bytes, name: str) -> ParsedDocument:
             with_metadata=True,
             prune_xpath=_CONSENT_BANNERS,
         )
-    if extracted is None or extracted.body is None:
+    if extracted is None or isinstance(extracted, dict) or extracted.body is None:  # dict: as_dict only
         raise IngestError(
             f"{name} has no readable main text (is it a page of links only, or nested too deeply to parse?)",
             code="empty",

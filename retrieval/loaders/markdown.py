@@ -10,6 +10,7 @@ import re
 from collections.abc import Sequence
 
 from markdown_it import MarkdownIt
+from markdown_it.renderer import RendererHTML
 from markdown_it.token import Token
 
 from retrieval.loaders.base import Block, HeadingTrail, ParsedDocument, clean_lines, decode_text
@@ -126,7 +127,9 @@ def _inline_text(token: Token) -> str:
     if any(child.type == "html_inline" for child in children):
         # Raw HTML in a paragraph: render it and let the HTML cleaner drop tags and the bodies of
         # script and style elements, which token-by-token skipping would let through.
-        return fragment_text(_parser.renderer.renderInline(children, _parser.options, {})).strip()
+        renderer = _parser.renderer
+        assert isinstance(renderer, RendererHTML)  # MarkdownIt's default renderer
+        return fragment_text(renderer.renderInline(children, _parser.options, {})).strip()
     parts: list[str] = []
     for child in children:
         if child.type in ("text", "code_inline", "image"):

@@ -4,6 +4,31 @@
  * token) every 2 s, and reload the page when it is done or failed. Without JavaScript the page
  * says to reload it. Text from the API goes in with textContent, never as HTML.
  */
+/*
+ * Follow an API resource: GET `url` (JSON, the staff session) every 2 s while `seen(item)`
+ * returns true; while the server does not answer (restarting), back off up to 30 s and keep trying.
+ */
+function follow(url, seen) {
+  "use strict";
+  var delay = 2000;
+  function poll() {
+    fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (response) {
+        if (!response.ok) throw new Error("HTTP " + response.status);
+        return response.json();
+      })
+      .then(function (item) {
+        delay = 2000;
+        if (seen(item)) window.setTimeout(poll, delay);
+      })
+      .catch(function () {
+        delay = Math.min(delay * 2, 30000);
+        window.setTimeout(poll, delay);
+      });
+  }
+  window.setTimeout(poll, delay);
+}
+
 (function () {
   "use strict";
   var box = document.getElementById("generation");
@@ -13,32 +38,61 @@
   var url = box.getAttribute("data-api");
   var bar = box.querySelector("progress");
   var step = box.querySelector("[data-step]");
-  var delay = 2000;
+  follow(url, function (item) {
+    var g = item.generation;
+    if (g.status === "done" || g.status === "failed") {
+      window.location.reload();
+      return false;
+    }
+    if (bar) bar.value = g.progress;
+    if (step) step.textContent = g.step || g.status;
+    return true;
+  });
+})();
 
-  function poll() {
-    fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
-      .then(function (response) {
-        if (!response.ok) throw new Error("HTTP " + response.status);
-        return response.json();
-      })
-      .then(function (item) {
-        var g = item.generation;
-        if (g.status === "done" || g.status === "failed") {
-          window.location.reload();
-          return;
-        }
-        if (bar) bar.value = g.progress;
-        if (step) step.textContent = g.step || g.status;
-        delay = 2000;
-        window.setTimeout(poll, delay);
-      })
-      .catch(function () {
-        delay = Math.min(delay * 2, 30000);  // the server restarting: back off, keep trying
-        window.setTimeout(poll, delay);
-      });
+/*
+ * Regenerating one part: while the latest regeneration is queued or running, poll the same API
+ * and say how far it is; when it is done or failed, reload the page to show the new revision
+ * (or why not), unless the editor has typed into the edit form meanwhile: then say so and
+ * leave the reload to them, so nothing they typed is lost.
+ */
+(function () {
+  "use strict";
+  var box = document.getElementById("regeneration");
+  if (!box) return;
+  var status = box.getAttribute("data-status");
+  if (status !== "queued" && status !== "running") return;
+  var url = box.getAttribute("data-api");
+  var id = Number(box.getAttribute("data-id"));
+  var text = box.querySelector("[data-regeneration-text]");
+  var form = document.getElementById("edit-form");
+  var typed = false;
+  if (form) form.addEventListener("input", function () { typed = true; });
+
+  function outcome(r) {
+    if (r.status === "failed") return "Could not regenerate " + r.label + ": " + (r.error || "no reason was recorded") + ".";
+    return "Regenerated " + r.label + (r.revision ? " as revision " + r.revision : " (the same text again: nothing changed)") +
+      ". Reload the page to see it; save your own changes first, or copy them.";
   }
 
-  window.setTimeout(poll, delay);
+  follow(url, function (item) {
+    var r = item.regeneration;
+    var finished = !r || r.id !== id || r.status === "done" || r.status === "failed";
+    if (finished && !typed) {
+      window.location.reload();
+      return false;
+    }
+    if (finished) {
+      box.setAttribute("data-status", r && r.id === id ? r.status : "done");
+      var bar = box.querySelector("progress");
+      if (bar) bar.remove();
+      if (text && r && r.id === id) text.textContent = outcome(r);
+      return false;
+    }
+    if (text) text.textContent = "Regenerating " + r.label + ": " +
+      (r.status === "queued" ? "waiting for the model." : "the model is writing it.");
+    return true;
+  });
 })();
 
 /*

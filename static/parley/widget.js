@@ -353,6 +353,14 @@
     var i = 0;
     var m, end, node;
     function flush() { if (buf) { frag.appendChild(document.createTextNode(buf)); buf = ""; } }
+    // The text between i + marks and end, rendered inside a <tag>; i moves past the closing marks.
+    function emphasis(tag, marks) {
+      flush();
+      node = el(tag);
+      node.appendChild(renderInline(text.slice(i + marks, end), cites, depth + 1));
+      frag.appendChild(node);
+      i = end + marks;
+    }
     while (i < text.length) {
       var ch = text.charAt(i);
       var next = text.charAt(i + 1);
@@ -361,24 +369,10 @@
         if (end > i + 1) { flush(); frag.appendChild(el("code", {}, text.slice(i + 1, end))); i = end + 1; continue; }
       } else if (ch === "*" && next === "*" && depth < 3) {
         end = text.indexOf("**", i + 2);
-        if (end > i + 2) {
-          flush();
-          node = el("strong");
-          node.appendChild(renderInline(text.slice(i + 2, end), cites, depth + 1));
-          frag.appendChild(node);
-          i = end + 2;
-          continue;
-        }
+        if (end > i + 2) { emphasis("strong", 2); continue; }
       } else if (ch === "*" && next && next !== " " && next !== "*" && depth < 3) {
         end = text.indexOf("*", i + 1);
-        if (end > i + 1 && text.charAt(end - 1) !== " ") {
-          flush();
-          node = el("em");
-          node.appendChild(renderInline(text.slice(i + 1, end), cites, depth + 1));
-          frag.appendChild(node);
-          i = end + 1;
-          continue;
-        }
+        if (end > i + 1 && text.charAt(end - 1) !== " ") { emphasis("em", 1); continue; }
       } else if (ch === "!" && next === "[") {
         m = IMAGE_RE.exec(text.slice(i));
         buf += m[0];

@@ -21,8 +21,14 @@ import uvicorn
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from assistant.desk.smtp import start_listener
 from config import logfilters
 from config.env import envint
+from core.redaction import get_analyzer
+from inference.services import get_embedder, get_text_generator
+from inference.warmth import warmth
+from retrieval.actions.create import do_requeue_unfinished
+from retrieval.consistency import check_and_repair_all
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +60,8 @@ class Command(BaseCommand):
         worker = None if no_worker else self._start_worker()
         smtp = None
         if settings.SMTP_INBOUND_PORT:
-            from assistant.desk.smtp import start_listener
-
             smtp = start_listener()
         if not no_warmup:
-            from assistant.chat.views import warmth
-
             warmth.start()  # before the server listens: no instant where it looks ready but is cold
             threading.Thread(target=self._warm_up, name="parley-warmup", daemon=True).start()
 
@@ -95,9 +97,6 @@ class Command(BaseCommand):
         """Finish what a crash or kill interrupted: an index out of step with the database is
         rebuilt from it, and documents left pending or processing are queued again (processing
         replaces a document's chunks whole, so a rerun never duplicates them)."""
-        from retrieval.actions import do_requeue_unfinished
-        from retrieval.consistency import check_and_repair_all
-
         check_and_repair_all()  # the index must match the database before the first search
         requeued = do_requeue_unfinished()
         if requeued:
@@ -139,10 +138,6 @@ class Command(BaseCommand):
                 worker.wait()
 
     def _warm_up(self) -> None:
-        from assistant.chat.views import warmth
-        from core.redaction import get_analyzer
-        from inference.services import get_embedder, get_text_generator
-
         for model, load in (
             ("embedding", get_embedder),
             ("chat", get_text_generator),

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import sys
+from typing import Any
 
 import uvicorn
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from inference.server import create_app, load_models
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +25,7 @@ log = logging.getLogger(__name__)
 class ReadyServer(uvicorn.Server):
     """Logs one line once the socket is bound: the moment clients can connect."""
 
-    async def startup(self, sockets=None) -> None:
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
         if self.started:
             config = self.config
@@ -31,13 +35,11 @@ class ReadyServer(uvicorn.Server):
 class Command(BaseCommand):
     help = "Serve the chat, embedding and image models over an OpenAI-compatible HTTP API."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8100)
 
-    def handle(self, *args, host: str, port: int, **options) -> None:
-        from inference.server import create_app, load_models
-
+    def handle(self, *args: Any, host: str, port: int, **options: Any) -> None:
         loaded = load_models()
         if all(version.startswith("unavailable") for version in loaded.values()):
             raise CommandError("No model could be loaded; see the log above.")

@@ -15,7 +15,7 @@ import getpass
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from inference.actions import RegistryError, do_activate_model_version, do_rollback, find_version
 from inference.models import ModelVersion
@@ -51,7 +51,7 @@ def version_as_dict(version: ModelVersion) -> dict[str, Any]:
 class Command(BaseCommand):
     help = "List, activate and roll back model versions (the model registry)."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True, metavar="{list,activate,rollback}")
         kinds = ModelVersion.Kind.values
 
@@ -69,7 +69,7 @@ class Command(BaseCommand):
         rollback.add_argument("--kind", choices=kinds, default=ModelVersion.Kind.CHAT)
         rollback.add_argument("--reason", default="", help="Recorded in the audit trail.")
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         try:
             if options["action"] == "list":
                 self._list(options["kind"], as_json=options["json"])

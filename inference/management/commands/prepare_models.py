@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
 from inference.actions import do_register_model_version
-from inference.images import BUILTIN_SPEC, builtin_model_dir
-from inference.prepare import prepare_chat_model, prepare_embedding_model, prepare_image_model
+from inference.prepare import (
+    BUILTIN_SPEC,
+    PreparedModel,
+    builtin_model_dir,
+    prepare_chat_model,
+    prepare_embedding_model,
+    prepare_image_model,
+)
 
 
 class Command(BaseCommand):
@@ -20,17 +27,17 @@ class Command(BaseCommand):
         "built-in image pipeline (offline, idempotent)."
     )
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--skip-register",
             action="store_true",
             help="Prepare files only; do not record versions in the database.",
         )
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         started = time.perf_counter()
         chat_dir = Path(settings.CHAT_MODEL)
-        prepared = []
+        prepared: list[PreparedModel] = []
         if chat_dir.is_relative_to(settings.MODELS_DIR) or not chat_dir.exists():
             try:
                 chat, built = prepare_chat_model(chat_dir, download_dir=settings.MODELS_DIR / "downloads")

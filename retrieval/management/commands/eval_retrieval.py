@@ -18,12 +18,14 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
+import pytrec_eval
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from inference.services import get_embedder
 from retrieval.bm25 import BM25Index
 from retrieval.search import MODES, RankingParams, retrieve
 
@@ -33,7 +35,7 @@ CUTOFF = 10
 class MemoryCorpus:
     """BEIR passages as a `retrieval.search.Corpus`; ids are row positions."""
 
-    language = None
+    language: str | None = None
 
     def __init__(self, texts: list[str], matrix: np.ndarray | None) -> None:
         self.matrix = matrix  # (n, dim) L2-normalised, or None for BM25 alone
@@ -79,7 +81,7 @@ def _read_jsonl(path: Path, what: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _open(path: Path, what: str):
+def _open(path: Path, what: str) -> TextIO:
     try:
         return open(path, encoding="utf-8")  # noqa: SIM115 - callers use it as a context manager
     except FileNotFoundError as exc:
@@ -118,10 +120,6 @@ def metrics(qrels: dict[str, dict[str, int]], run: dict[str, list[str]]) -> dict
     all relevant), recip_rank on the top 10 (1 / rank of the first relevant, 0 if none). A
     query that retrieved nothing scores 0 on all three (pytrec_eval would silently skip it).
     """
-    try:
-        import pytrec_eval
-    except ImportError as exc:
-        raise CommandError("pytrec_eval is not installed: pip install pytrec-eval-terrier") from exc
     # Scores from the rank, so trec_eval's own tie-breaking cannot reorder our list.
     scored = {
         q: {d: float(CUTOFF - r) for r, d in enumerate(docs[:CUTOFF])} for q, docs in run.items() if docs
@@ -141,16 +139,14 @@ def metrics(qrels: dict[str, dict[str, int]], run: dict[str, list[str]]) -> dict
 
 
 def corpus_embeddings(texts: list[str], corpus_path: Path) -> np.ndarray:
-    from inference.services import get_embedder
-
     embedder = get_embedder()
     digest = hashlib.sha256(corpus_path.read_bytes()).hexdigest()
     model = re.sub(r"[^A-Za-z0-9._-]+", "_", embedder.model_version)
     cache = Path(settings.DATA_DIR) / "cache" / f"eval-corpus-{digest[:24]}-{model}.npy"
     if cache.exists():
-        matrix = np.load(cache)
-        if matrix.shape == (len(texts), embedder.dim):
-            return matrix
+        cached: np.ndarray = np.load(cache)
+        if cached.shape == (len(texts), embedder.dim):
+            return cached
     matrix = embedder.embed(texts)  # (n, dim): the slow part, minutes on a laptop CPU
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(f".tmp{os.getpid()}.npy")
@@ -204,8 +200,6 @@ class Command(BaseCommand):
         memory.lexical()
         embedder = None
         if needs_vectors:
-            from inference.services import get_embedder
-
             embedder = get_embedder()
         self.stderr.write(
             f"setup {time.perf_counter() - started:.1f}s: {len(texts)} passages, {len(judged)} queries"

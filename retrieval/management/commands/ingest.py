@@ -9,18 +9,21 @@ command gets no way around the check; an intranet the admin means to ingest goes
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from retrieval.actions import do_create_document_from_url, do_ingest_files, iter_files, process_document
+from core import jobs
+from retrieval.actions.create import do_create_document_from_url
+from retrieval.actions.ingest import do_ingest_files, iter_files, process_document
 from retrieval.errors import IngestError
-from retrieval.models import COLLECTION_NAME
+from retrieval.models import COLLECTION_NAME, Document
 
 
 class Command(BaseCommand):
     help = "Ingest files, folders, web pages or sitemaps into a knowledge-base collection."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "paths",
             nargs="+",
@@ -40,17 +43,17 @@ class Command(BaseCommand):
         )
 
     def handle(
-        self, *args, paths: list[str], collection: str, private: bool, background: bool, **options
+        self, *args: Any, paths: list[str], collection: str, private: bool, background: bool, **options: Any
     ) -> None:
         if not COLLECTION_NAME.fullmatch(collection):
             raise CommandError("--collection may contain only letters, digits, '-' and '_'")
         urls = [p for p in paths if p.startswith(("http://", "https://"))]
         paths = [p for p in paths if p not in urls]
         if background:
-            from retrieval.tasks import ingest_path
-
             for raw in paths:
-                result = ingest_path.delay(str(Path(raw).resolve()), collection, not private)
+                result = jobs.enqueue(
+                    "retrieval.ingest_path", str(Path(raw).resolve()), collection, not private
+                )
                 self.stdout.write(f"queued {raw} as task {result.id}")
             for url in urls:
                 document = self._url_document(url, collection, not private, enqueue=True)
@@ -83,7 +86,7 @@ class Command(BaseCommand):
         if failures:
             raise CommandError(f"{failures} document(s) could not be ingested")
 
-    def _url_document(self, url: str, collection: str, public: bool, *, enqueue: bool):
+    def _url_document(self, url: str, collection: str, public: bool, *, enqueue: bool) -> Document:
         try:
             return do_create_document_from_url(url, collection=collection, public=public, enqueue=enqueue)
         except IngestError as exc:

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from retrieval.consistency import check_index, collections, repair
 from retrieval.models import COLLECTION_NAME
@@ -16,11 +17,11 @@ from retrieval.models import COLLECTION_NAME
 class Command(BaseCommand):
     help = "Rebuild the FAISS index from the database, or check that it is in step with it."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--collection", action="append", help="Only this collection (repeatable).")
         parser.add_argument("--check", action="store_true", help="Report only; exit 1 if out of step.")
 
-    def handle(self, *args, collection: list[str] | None, check: bool, **options) -> None:
+    def handle(self, *args: Any, collection: list[str] | None, check: bool, **options: Any) -> None:
         names = collection or collections()
         bad = [name for name in names if not COLLECTION_NAME.fullmatch(name)]
         if bad:
