@@ -8,10 +8,7 @@ from content.article import article_fields, compose_body, field_diff
 from content.images import image_path, preview_path
 from content.models import ContentImage, ContentItem, Regeneration, WebhookDelivery
 from content.regeneration import part_label
-
-
-def _iso(value) -> str | None:
-    return value.isoformat() if value else None
+from core.present import iso
 
 
 def _user(user) -> str | None:
@@ -57,9 +54,9 @@ def summary(item: ContentItem) -> dict[str, Any]:
             "error": item.error or None,
         },
         "assignee": _user(item.assignee),
-        "due_date": item.due_date.isoformat() if item.due_date else None,
+        "due_date": iso(item.due_date),
         "revision": item.revision,
-        "updated_at": _iso(item.updated_at),
+        "updated_at": iso(item.updated_at),
     }
 
 
@@ -101,7 +98,7 @@ def detail(item: ContentItem) -> dict[str, Any]:
                 "author": _user(c.author),
                 "text": c.text,
                 "resolved": c.resolved,
-                "at": _iso(c.created_at),
+                "at": iso(c.created_at),
             }
             for c in item.comments.select_related("author")
         ],
@@ -110,7 +107,7 @@ def detail(item: ContentItem) -> dict[str, Any]:
                 "number": r.number,
                 "author": _user(r.author) or "model",
                 "note": r.note,
-                "at": _iso(r.created_at),
+                "at": iso(r.created_at),
                 "changed": field_diff(revisions[i - 1].fields, r.fields) if i else {},
             }
             for i, r in enumerate(revisions)
@@ -122,7 +119,7 @@ def detail(item: ContentItem) -> dict[str, Any]:
                 "to": s.to_state,
                 "user": _user(s.user),
                 "reason": s.reason or None,
-                "at": _iso(s.created_at),
+                "at": iso(s.created_at),
             }
             for s in item.state_changes.select_related("user")
         ],
@@ -132,8 +129,8 @@ def detail(item: ContentItem) -> dict[str, Any]:
             "retrieved": item.retrieved,
         },
         "approved_by": _user(item.approved_by),
-        "approved_at": _iso(item.approved_at),
-        "published_at": _iso(item.published_at),
+        "approved_at": iso(item.approved_at),
+        "published_at": iso(item.published_at),
         "deliveries": [delivery_data(d) for d in item.deliveries.all()],
         "regeneration": regeneration_data(item.regenerations.select_related("item", "requested_by").first()),
     }
@@ -150,9 +147,9 @@ def regeneration_data(job: Regeneration | None) -> dict[str, Any] | None:
         "label": part_label(job.item, job.part),
         "status": job.status,
         "requested_by": _user(job.requested_by),
-        "requested_at": _iso(job.created_at),
-        "started_at": _iso(job.started_at),
-        "finished_at": _iso(job.finished_at),
+        "requested_at": iso(job.created_at),
+        "started_at": iso(job.started_at),
+        "finished_at": iso(job.finished_at),
         "revision": job.revision,
         "error": job.error or None,
     }
@@ -168,7 +165,7 @@ def delivery_data(delivery: WebhookDelivery) -> dict[str, Any]:
         "last_status_code": delivery.last_status_code,
         "last_error": delivery.last_error or None,
         "next_attempt_at": delivery.next_attempt_at.isoformat() if delivery.status == "retry" else None,
-        "delivered_at": delivery.delivered_at.isoformat() if delivery.delivered_at else None,
+        "delivered_at": iso(delivery.delivered_at),
         "log": delivery.log,
     }
 
@@ -193,8 +190,8 @@ def export_item(item: ContentItem, *, with_png: bool = True) -> dict[str, Any]:
         **article_fields(item),
         "images": images,
         "approved_by": _user(item.approved_by),
-        "approved_at": _iso(item.approved_at),
-        "published_at": _iso(item.published_at),
+        "approved_at": iso(item.approved_at),
+        "published_at": iso(item.published_at),
         "model_version": item.model_version.key if item.model_version else "",
         "prompt_template": item.prompt_template,
         "revision": item.revision,

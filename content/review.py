@@ -5,7 +5,6 @@ overrides. The API, the studio pages and the generation task all call these.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from django.db import transaction
@@ -131,21 +130,20 @@ def save_fields(
     return current
 
 
+ITEMS = transitions.Workflow(
+    "state",
+    StateChange,
+    "item",
+    StudioError,
+    lost_race="Someone else moved this item first (now {current}).",
+    refused="An item that is {state} cannot {action}.",
+)
+
+
 def move(
     item: ContentItem, name: str, *, user=None, reason: str = "", data: dict | None = None
 ) -> ContentItem:
-    return transitions.move(
-        item,
-        name,
-        field="state",
-        record=functools.partial(StateChange.objects.create, item=item),
-        error=StudioError,
-        lost_race="Someone else moved this item first (now {current}).",
-        refused="An item that is {state} cannot " + name.replace("_", " ") + ".",
-        user=user,
-        reason=reason,
-        data=data,
-    )
+    return ITEMS.move(item, name, user=user, reason=reason, data=data)
 
 
 TRANSITIONS = {

@@ -9,6 +9,7 @@ transaction usable. `DecisionRecord` is the shape of those records: who did what
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 from django.conf import settings
@@ -46,39 +47,55 @@ def run_transition(obj: models.Model, name: str, field: str, record: Callable[[s
     return before
 
 
-def move(
-    obj: M,
-    name: str,
-    *,
-    field: str,
-    record: Callable[..., object],
-    error: type[DomainError],
-    lost_race: str,
-    refused: str,
-    user: object = None,
-    reason: str = "",
-    data: dict[str, object] | None = None,
-) -> M:
-    """Transition `name` of `obj` with its DecisionRecord: `record(action=, from_<field>=,
-    to_<field>=, user=, reason=, data=)` creates the row (a bound `objects.create`). A refusal
-    raises `error("conflict", ...)` with `lost_race` or `refused` formatted with `current` (the
-    state now) and `state` (the same, in words)."""
+@dataclass(frozen=True)
+class Workflow:
+    """How one model's objects move: the state `field`, the DecisionRecord model that records
+    each move (`record`, with its foreign key to the object named `owner`), and the `error`
+    raised with code "conflict" on a refusal: `lost_race` when someone moved it first,
+    `refused` when the move is not allowed from its state. The messages are formatted with
+    `current` (the state now), `state` (the same in words), `action` (the move in words) and
+    the caller's own words."""
 
-    def write(before: str) -> None:
-        record(
-            action=name,
-            **{f"from_{field}": before, f"to_{field}": getattr(obj, field)},
-            user=user,
-            reason=reason,
-            data=data or {},
-        )
+    field: str
+    record: type[models.Model]
+    owner: str
+    error: type[DomainError]
+    lost_race: str
+    refused: str
 
-    try:
-        run_transition(obj, name, field, write)
-    except TransitionRefused as exc:
-        words = {"current": exc.current, "state": exc.current.replace("_", " ")}
-        raise error("conflict", (lost_race if exc.lost_race else refused).format(**words)) from exc
-    return obj
+    def move(
+        self,
+        obj: M,
+        name: str,
+        *,
+        user: object = None,
+        reason: str = "",
+        data: dict[str, object] | None = None,
+        **words: str,
+    ) -> M:
+        """Transition `name` of `obj`, recorded with who, why and `data`, or the error."""
+
+        def write(before: str) -> None:
+            self.record._default_manager.create(
+                **{self.owner: obj},
+                action=name,
+                **{f"from_{self.field}": before, f"to_{self.field}": getattr(obj, self.field)},
+                user=user,
+                reason=reason,
+                data=data or {},
+            )
+
+        try:
+            run_transition(obj, name, self.field, write)
+        except TransitionRefused as exc:
+            said = {
+                "current": exc.current,
+                "state": exc.current.replace("_", " "),
+                "action": name.replace("_", " "),
+            }
+            template = self.lost_race if exc.lost_race else self.refused
+            raise self.error("conflict", template.format(**said, **words)) from exc
+        return obj
 
 
 class DecisionRecord(models.Model):

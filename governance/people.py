@@ -44,6 +44,7 @@ from assistant.models import (
     TrainingExample,
 )
 from core.audit import record_audit, subject_hash
+from core.present import iso
 from retrieval.index import get_index
 from retrieval.models import Chunk
 
@@ -205,7 +206,7 @@ def _mail_data(message: MailMessage) -> dict[str, Any]:
         "from_name": message.from_name,
         "to": message.to,
         "subject": message.subject,
-        "sent_at": message.sent_at.isoformat() if message.sent_at else None,
+        "sent_at": iso(message.sent_at),
         "text": message.text,
         "attachments": [a.filename for a in message.attachments.all()],
     }

@@ -35,24 +35,19 @@ class RegistryError(CodedError):
 
 
 class VersionNotFound(RegistryError):
-    code = "version_not_found"
-    message = "No such model version."
-    default_status = 404
+    code, message, default_status = "version_not_found", "No such model version.", 404
 
 
 class AlreadyActive(RegistryError):
-    code = "already_active"
-    message = "That version is already active; nothing changed."
+    code, message = "already_active", "That version is already active; nothing changed."
 
 
 class ModelFilesMissing(RegistryError):
-    code = "model_files_missing"
-    message = "The version's model files are not on disk."
+    code, message = "model_files_missing", "The version's model files are not on disk."
 
 
 class NothingToRollBack(RegistryError):
-    code = "nothing_to_roll_back"
-    message = "There is no earlier version to roll back to."
+    code, message = "nothing_to_roll_back", "There is no earlier version to roll back to."
 
 
 class CannotRetireActive(RegistryError):

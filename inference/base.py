@@ -59,19 +59,15 @@ class InferenceError(CodedError):
 
 
 class ModelBusy(InferenceError):
-    code = "busy"
-    message = "The assistant is busy with other requests; please try again in a moment."
+    code, message = "busy", "The assistant is busy with other requests; please try again in a moment."
 
 
 class InputTooLong(InferenceError):
-    code = "input_too_long"
-    message = "The request is longer than the model accepts."
-    default_status = 400
+    code, message, default_status = "input_too_long", "The request is longer than the model accepts.", 400
 
 
 class ModelUnavailable(InferenceError):
-    code = "model_unavailable"
-    message = "The model is not available. Run `python manage.py prepare_models`."
+    code, message = "model_unavailable", "The model is not available. Run `python manage.py prepare_models`."
 
 
 @dataclass
@@ -197,14 +193,10 @@ class ImageGenerator:
 
 
 class ImageCancelled(InferenceError):
-    code = "cancelled"
-    message = "The image was cancelled."
-    default_status = 409
+    code, message, default_status = "cancelled", "The image was cancelled.", 409
 
 
 class InvalidImageRequest(InferenceError):
     """A size, step count, guidance, seed or prompt the generator refuses (before any work)."""
 
-    code = "invalid_request"
-    message = "The image request is not valid."
-    default_status = 400
+    code, message, default_status = "invalid_request", "The image request is not valid.", 400

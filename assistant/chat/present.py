@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from assistant.models import Conversation, Message
+from core.present import iso
 
 
 def agent_name(user) -> str:
@@ -24,7 +25,7 @@ def summary(conversation: Conversation) -> dict[str, Any]:
         "agent_id": conversation.agent_id,
         "site": conversation.site.name if conversation.site else "",
         "collection": conversation.collection,
-        "waiting_since": conversation.handoff_at.isoformat() if conversation.handoff_at else None,
+        "waiting_since": iso(conversation.handoff_at),
         "updated_at": conversation.updated_at.isoformat(),
         "last": last.text[:160] if last else "",
     }

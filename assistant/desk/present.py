@@ -8,6 +8,7 @@ from django.db.models import IntegerField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
 from assistant.models import Draft, MailMessage, OutboundMail, Ticket, TriageLabel
+from core.present import iso
 
 STATUSES = [choice for choice, _ in Ticket.Status.choices]
 
@@ -25,10 +26,6 @@ def queue(status: str | None = None) -> QuerySet[Ticket]:
     return tickets.order_by("priority_rank", "created_at", "id")
 
 
-def _iso(value) -> str | None:
-    return value.isoformat() if value else None
-
-
 def summary(ticket: Ticket) -> dict[str, Any]:
     return {
         "id": ticket.pk,
@@ -40,8 +37,8 @@ def summary(ticket: Ticket) -> dict[str, Any]:
         "category": {"label": ticket.category or None, "confidence": ticket.category_confidence},
         "priority": {"label": ticket.priority or None, "confidence": ticket.priority_confidence},
         "language": {"label": ticket.language or None, "confidence": ticket.language_confidence},
-        "created_at": _iso(ticket.created_at),
-        "updated_at": _iso(ticket.updated_at),
+        "created_at": iso(ticket.created_at),
+        "updated_at": iso(ticket.updated_at),
     }
 
 
@@ -56,7 +53,7 @@ def draft_data(draft: Draft | None, *, full: bool = True) -> dict[str, Any] | No
         "confidence": draft.confidence,
         "flags": draft.flags,
         "citations": draft.citations,
-        "created_at": _iso(draft.created_at),
+        "created_at": iso(draft.created_at),
     }
     if full:
         data |= {
@@ -79,7 +76,7 @@ def message_data(message: MailMessage) -> dict[str, Any]:
         "from": {"email": message.from_email, "name": message.from_name},
         "to": message.to,
         "subject": message.subject,
-        "date": _iso(message.sent_at or message.created_at),
+        "date": iso(message.sent_at or message.created_at),
         "text": message.text,
         "reply_text": message.reply_text,
         "automated": message.automated or None,
@@ -103,8 +100,8 @@ def outbound_data(mail: OutboundMail) -> dict[str, Any]:
         "status": mail.status,
         "message_id": mail.message_id,
         "attempts": mail.attempts,
-        "next_attempt_at": _iso(mail.next_attempt_at) if mail.status == OutboundMail.Status.RETRY else None,
-        "sent_at": _iso(mail.sent_at),
+        "next_attempt_at": iso(mail.next_attempt_at) if mail.status == OutboundMail.Status.RETRY else None,
+        "sent_at": iso(mail.sent_at),
         "last_error": mail.last_error or None,
         "approved_by": mail.approved_by.get_username() if mail.approved_by else None,
     }
@@ -128,7 +125,7 @@ def detail(ticket: Ticket) -> dict[str, Any]:
                 "to": e.to_status or None,
                 "user": e.user.get_username() if e.user else None,
                 "reason": e.reason or None,
-                "at": _iso(e.created_at),
+                "at": iso(e.created_at),
             }
             for e in ticket.events.select_related("user")
         ],

@@ -8,7 +8,6 @@ one wins, the other gets a conflict) and records a TicketEvent with who, when an
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from assistant.models import Draft, Ticket, TicketEvent
@@ -20,19 +19,18 @@ class ReviewError(DomainError):
     default_status = 409
 
 
+TICKETS = transitions.Workflow(
+    "status",
+    TicketEvent,
+    "ticket",
+    ReviewError,
+    lost_race="Someone else changed this ticket first (now {current}).",
+    refused="A ticket that is {state} cannot be {verb}.",
+)
+
+
 def move(ticket: Ticket, name: str, *, user=None, reason: str = "", data: dict | None = None) -> Ticket:
-    return transitions.move(
-        ticket,
-        name,
-        field="status",
-        record=functools.partial(TicketEvent.objects.create, ticket=ticket),
-        error=ReviewError,
-        lost_race="Someone else changed this ticket first (now {current}).",
-        refused="A ticket that is {state} cannot be " + _VERBS[name] + ".",
-        user=user,
-        reason=reason,
-        data=data,
-    )
+    return TICKETS.move(ticket, name, user=user, reason=reason, data=data, verb=_VERBS[name])
 
 
 _VERBS = {

@@ -4,6 +4,14 @@
  * token) every 2 s, and reload the page when it is done or failed. Without JavaScript the page
  * says to reload it. Text from the API goes in with textContent, never as HTML.
  */
+/* The element `id` when its data-status says its job is queued or running, else null. */
+function inFlight(id) {
+  "use strict";
+  var box = document.getElementById(id);
+  var status = box && box.getAttribute("data-status");
+  return status === "queued" || status === "running" ? box : null;
+}
+
 /*
  * Follow an API resource: GET `url` (JSON, the staff session) every 2 s while `seen(item)`
  * returns true; while the server does not answer (restarting), back off up to 30 s and keep trying.
@@ -31,10 +39,8 @@ function follow(url, seen) {
 
 (function () {
   "use strict";
-  var box = document.getElementById("generation");
+  var box = inFlight("generation");
   if (!box) return;
-  var status = box.getAttribute("data-status");
-  if (status !== "queued" && status !== "running") return;
   var url = box.getAttribute("data-api");
   var bar = box.querySelector("progress");
   var step = box.querySelector("[data-step]");
@@ -58,10 +64,8 @@ function follow(url, seen) {
  */
 (function () {
   "use strict";
-  var box = document.getElementById("regeneration");
+  var box = inFlight("regeneration");
   if (!box) return;
-  var status = box.getAttribute("data-status");
-  if (status !== "queued" && status !== "running") return;
   var url = box.getAttribute("data-api");
   var id = Number(box.getAttribute("data-id"));
   var text = box.querySelector("[data-regeneration-text]");
