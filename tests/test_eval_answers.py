@@ -83,6 +83,8 @@ def test_eval_answers_prints_every_metric_and_leaves_no_collection_behind(tmp_pa
     for key in ("fact", "cite", "decline", "false_decline", "unsupported", "baseline_fact"):
         assert 0.0 <= result[key] <= 1.0, key
     assert result["median_words"] is None or result["median_words"] >= 0
+    assert result["confidence_auc"] is None or 0.0 <= result["confidence_auc"] <= 1.0
+    assert result["verified"] is None or 0.0 <= result["verified"] <= 1.0
     assert result["seconds_per_answer"] > 0
     assert result["max_answer_tokens"] == settings.CHAT_MAX_ANSWER_TOKENS
     assert not Document.objects.filter(collection__startswith="eval-").exists()

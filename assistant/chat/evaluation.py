@@ -42,12 +42,15 @@ from typing import Any
 from asgiref.sync import async_to_sync, sync_to_async
 from bm25s.stopwords import STOPWORDS_EN
 from django.conf import settings
+from sklearn.metrics import roc_auc_score
 
 from answers.confidence import says_it_does_not_know
+from answers.verification import SourceText, verify
 from assistant.chat.actions import stream_answer
 from assistant.chat.visitors import issue_token
 from assistant.models import Conversation, Message
 from core.errors import DomainError
+from inference.services import get_embedder
 from retrieval.actions.delete import do_delete_document
 from retrieval.actions.ingest import do_ingest_files
 from retrieval.models import Chunk, Document
@@ -215,18 +218,30 @@ async def _ask(text: str, collection: str) -> tuple[str, list[dict[str, Any]], d
     return "".join(parts).strip(), citations, done
 
 
-def _provenance(message_id: str, citations: list[dict[str, Any]]) -> tuple[str, set[int], str]:
-    """The text of the chunks the model was given, the documents of the cited sources, and the
-    stored answer's finish reason ("length", "stop", "canned", "timeout", ...)."""
+def _provenance(message_id: str, citations: list[dict[str, Any]]) -> tuple[list[SourceText], set[int], str]:
+    """The chunks the model was given, the documents of the cited sources, and the stored
+    answer's finish reason ("length", "stop", "canned", "timeout", ...)."""
 
     message = Message.objects.get(pk=int(message_id))
     retrieved = message.retrieved or []
     by_chunk = {r["chunk"]: r["source"] for r in retrieved if "chunk" in r and "source" in r}
     chunks = Chunk.objects.filter(pk__in=by_chunk).values_list("pk", "document_id", "text")
     cited_numbers = {c.get("n") for c in citations}
-    sources = "\n".join(text for _, _, text in chunks)
+    sources = [SourceText(pk, text) for pk, _, text in chunks]
     cited = {document for pk, document, _ in chunks if by_chunk[pk] in cited_numbers}
     return sources, cited, message.finish_reason
+
+
+def _verify(answer: str, sources: list[SourceText], question: str) -> dict[str, Any]:
+    """What the sentence verifier (answers/verification.py) says of an answer: its confidence
+    and the sentences it finds unsupported. Measured here before any face acts on it."""
+    check = verify(answer, sources, question=question, embed=get_embedder().embed)
+    unsupported = [s.text for s in check.sentences if s.verdict == "unsupported"]
+    return {"confidence": round(check.confidence, 4), "unverified": unsupported}
+
+
+def _auc(labels: list[bool], scores: list[float]) -> float | None:
+    return round(float(roc_auc_score(labels, scores)), 4) if len(set(labels)) == 2 else None
 
 
 def _share(hits: list[bool]) -> float | None:
@@ -243,7 +258,8 @@ async def _ask_all(
         started = time.perf_counter()
         answer, citations, done = await _ask(question.text, collection)
         seconds += time.perf_counter() - started
-        sources, cited, finish = await sync_to_async(_provenance)(done["message"], citations)
+        given, cited, finish = await sync_to_async(_provenance)(done["message"], citations)
+        sources = "\n".join(source.text for source in given)
         declined = bool(done.get("handoff")) or not answer or says_it_does_not_know(answer)
         row = {
             "question": question.text,
@@ -253,6 +269,7 @@ async def _ask_all(
             "finish_reason": finish,
             "cited_paragraph": document_ids[question.paragraph] in cited,
             "unsupported": unsupported_terms(answer, sources, question.text),
+            **await sync_to_async(_verify)(answer, given, question.text),
         }
         if question.answerable:
             row["fact"] = contains_gold(answer, question.answers)
@@ -292,6 +309,11 @@ def evaluate(
         "false_decline": _share([r["declined"] for r in answerable]),
         "unsupported": _share([bool(r["unsupported"]) for r in rows]),
         "baseline_fact": _share([r["baseline_fact"] for r in answerable]),
+        # The verifier's confidence as a judge of the answers: how well it ranks answers that
+        # hold the gold fact above those that do not (ROC AUC; 0.5 is chance), and the share of
+        # the answers given that it passes whole.
+        "confidence_auc": _auc([r["fact"] for r in answerable], [r["confidence"] for r in answerable]),
+        "verified": _share([not r["unverified"] for r in given]),
         "median_words": statistics.median(len(r["answer"].split()) for r in given) if given else None,
         "seconds_per_answer": round(seconds / len(rows), 2) if rows else None,
         # Answers the model failed to finish in time replaced by the fallback reply (a decline).
