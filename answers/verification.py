@@ -291,22 +291,20 @@ _FILLER = _STOP_WORDS | frozenset(
 )
 
 
-def stop_word(word: str) -> bool:
-    """A function word of one of the languages we keep stop words for."""
-    return _fold(word) in _STOP_WORDS
+def _claim_words(sentence: str) -> list[str]:
+    """The words of `sentence` that carry a claim: not courtesy, not stop words, not citations."""
+    return [w for w in _CONTENT.findall(_CITATION.sub(" ", sentence)) if _fold(w) not in _FILLER]
 
 
 def says_something(sentence: str) -> bool:
     """Does `sentence` make a claim (a fact, or one word that is not courtesy or a stop word)?"""
-    return bool(stated_facts(sentence)) or any(
-        _fold(w) not in _FILLER for w in _CONTENT.findall(_CITATION.sub(" ", sentence))
-    )
+    return bool(stated_facts(sentence)) or bool(_claim_words(sentence))
 
 
 def _all_words_known(sentence: str, vocabulary: Vocabulary, *, stems: bool) -> bool:
     """Every claim-bearing word of `sentence` (two at least) is a word of the sources: a second
     signal beside the embedding, which is weaker outside English with the default embedder."""
-    words = [w for w in _CONTENT.findall(_CITATION.sub(" ", sentence)) if _fold(w) not in _FILLER]
+    words = _claim_words(sentence)
     return len(words) >= 2 and all(vocabulary.knows(Fact("name", w, _fold(w)), stems=stems) for w in words)
 
 
