@@ -274,6 +274,11 @@ CHAT_MAX_ANSWER_TOKENS = envint("CHAT_MAX_ANSWER_TOKENS", 200, minimum=1)
 CHAT_RETRIEVAL_K = envint("CHAT_RETRIEVAL_K", 3, minimum=1)
 CHAT_HISTORY_TURNS = envint("CHAT_HISTORY_TURNS", 4, minimum=0)
 CHAT_REPETITION_PENALTY = envfloat("CHAT_REPETITION_PENALTY", 1.15)
+# Verified answers (answers/support.py, measured in benchmarks/RESULTS.md): the embedding
+# similarity (cosine) at which a source sentence counts as a sentence's support, and the answer
+# confidence below which the chat says it is not sure and offers a person.
+ANSWER_SUPPORT_THRESHOLD = envfloat("ANSWER_SUPPORT_THRESHOLD", 0.55)
+ANSWER_MIN_CONFIDENCE = envfloat("ANSWER_MIN_CONFIDENCE", 0.5)
 # Abuse limits, per visitor token AND per IP address (assistant/chat/limits.py), and the idle timeout
 # after which a silent websocket is closed (the widget reconnects when the visitor comes back).
 CHAT_MESSAGES_PER_MINUTE = envint("CHAT_MESSAGES_PER_MINUTE", 20, minimum=1)

@@ -85,6 +85,9 @@ class ContentItem(ConcurrentTransitionMixin, models.Model):
     model_version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.PROTECT)
     prompt_template = models.CharField(max_length=32, blank=True)
     retrieved = models.JSONField(default=list, blank=True)  # [{chunk, score, document, title}]
+    # The fact check: each factual claim of the text with its supporting source passage or
+    # "unsupported" (answers/support.py records, plus the part of the article it is in).
+    support = models.JSONField(default=list, blank=True)
     # Workflow.
     assignee = models.ForeignKey(
         settings.AUTH_USER_MODEL,

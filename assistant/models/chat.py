@@ -123,6 +123,11 @@ class Message(models.Model):
     # The assistant could not answer (nothing retrieved, or it said it does not know) and offered
     # a person: the knowledge base's gaps, for the console's analytics.
     unanswered = models.BooleanField(default=False)
+    # Per sentence: supported or not, by which chunk, with what score (answers/support.py), and
+    # the answer's confidence from it; `verified`: every sentence the visitor saw is supported.
+    support = models.JSONField(default=list, blank=True)
+    confidence = models.FloatField(null=True, blank=True)
+    verified = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["created_at", "id"]

@@ -228,6 +228,8 @@ class Draft(models.Model):
     confidence = models.FloatField(null=True, blank=True)
     low_confidence = models.BooleanField(default=False)
     flags = models.JSONField(default=list, blank=True)  # why it is low-confidence, in words
+    # Per sentence of the model's text: supported or not, by which source (answers/support.py).
+    support = models.JSONField(default=list, blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
