@@ -22,6 +22,7 @@ from typing import Any
 from django.conf import settings
 
 from answers.confidence import source_relevance
+from answers.ending import repeats, tidy
 from answers.fallback import watched
 from answers.grounding import Prompt
 from answers.guard import AnswerGuard, source_links
@@ -91,11 +92,17 @@ class Answer:
         self.parts: list[str] = []
         self.failure: InferenceError | None = None
         self.finished = False  # ran to its end (or to the guard's cut)
+        self.looped = False  # stopped for repeating itself (answers/ending.py)
 
     @property
     def text(self) -> str:
-        """What the reader got, so far."""
-        return "".join(self.parts).strip()
+        """What the reader got, so far; once finished, up to its last whole sentence when the
+        model was stopped at the cap or for looping (answers/ending.tidy)."""
+        raw = "".join(self.parts)
+        if not self.finished:
+            return raw.strip()
+        usage = self.generation.usage
+        return tidy(raw, cut=self.looped or (usage is not None and usage.finish_reason == "length"))
 
     @property
     def usage(self) -> Usage | None:
@@ -117,6 +124,9 @@ class Answer:
                     yield safe
                 if self.guard.leaked:
                     break  # nothing more is sent; the finally stops the model
+                if safe and repeats("".join(self.parts)):
+                    self.looped = True
+                    break  # a loop: the model stops here, `text` ends before it
             tail = self.guard.feed(self.restorer.flush()) + self.guard.flush()
             if tail:
                 self.parts.append(tail)

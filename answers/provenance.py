@@ -8,11 +8,9 @@ sections), and the citations a reader sees.
                                                                            source [n]
                      {"chunk", "document", "title", "score", "excluded": "instructions"}
                                                                            retrieved, kept out
-    support          per-sentence support: which chunks back each sentence of the output
-
-`support` is where a verifier's verdicts go (the next issue adds the verifier, and a column to
-keep them in). Nothing here checks a sentence against its sources, so it is None, "not checked",
-on every output today: never read a None as "supported".
+    support          per-sentence support: which chunk backs each sentence of the output, with
+                     what score, or "unsupported" (answers/support.py checks, records the
+                     shape; kept in Message.support, Draft.support, ContentItem.support)
 """
 
 from __future__ import annotations
@@ -28,20 +26,10 @@ from retrieval.search import Hit
 
 
 @dataclass(frozen=True)
-class SentenceSupport:
-    """One sentence of an output and the chunks that back it, as a verifier found them."""
-
-    sentence: str
-    chunks: tuple[int, ...]  # chunk ids; empty: nothing backs it
-    supported: bool
-
-
-@dataclass(frozen=True)
 class Provenance:
     model_key: str | None  # the usage record's model key; None when no model wrote it
     prompt_template: str
     retrieved: tuple[dict[str, Any], ...]
-    support: tuple[SentenceSupport, ...] | None = None  # None: not checked (see the module docstring)
 
     def fields(self) -> dict[str, Any]:
         """The stored fields every output model has (model_version, prompt_template, retrieved).

@@ -49,7 +49,11 @@ def records(verification: Verification, sources: Sequence[Source]) -> list[dict[
     number of the source that supports it."""
     numbered = {hit.chunk_id: source.n for source in sources for hit in source.hits}
     return [
-        {**sentence.record(), "source": numbered.get(sentence.chunk), "evidence": sentence.evidence}
+        {
+            **sentence.record(),
+            "source": numbered.get(sentence.chunk) if sentence.chunk is not None else None,
+            "evidence": sentence.evidence,
+        }
         for sentence in verification.sentences
     ]
 

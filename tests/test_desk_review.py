@@ -86,8 +86,12 @@ def test_mail_is_triaged_and_drafted_from_the_knowledge_base(drafted):
     assert ticket.language == "en" and ticket.language_confidence > 0.5
     assert ticket.triage["category"]["nearest"][0]["label"] == "technical"  # why: the nearest examples
     assert draft.version == 1 and draft.body and draft.author is None
+    # The desk's greeting and sign-off around the model's body; each body sentence checked.
+    assert draft.body.startswith("Hello Ana,\n\n")
+    assert draft.body.endswith("\n\nKind regards,\nThe support team")
+    assert draft.support and all(r["text"] in draft.body and "Hello" not in r["text"] for r in draft.support)
     assert draft.citations and draft.citations[0]["title"]
-    assert draft.prompt_template == "desk-draft-v1" and draft.model_version is not None
+    assert draft.prompt_template == "desk-draft-v2" and draft.model_version is not None
     assert "Wifi keeps dropping" in draft.prompt[-1]["content"]  # the customer's mail is in the prompt
     assert TicketEvent.objects.filter(ticket=ticket, action="draft_ready").exists()
     # Running the task again (a redelivered message) writes nothing new.
@@ -107,7 +111,7 @@ def test_approved_reply_is_sent_once_threaded_and_kept_for_training(drafted, des
     )
     response = client.post(
         f"/api/tickets/{ticket.pk}/approve",
-        {"body": edited, "version": 1},
+        {"body": edited, "version": 1, "confirmed": True},  # flagged sentences checked (test_desk_support.py)
         content_type="application/json",
         **bearer(agent),
     )
@@ -164,9 +168,9 @@ def test_two_agents_approving_at_once_send_one_reply(drafted, desk, agent):
     assert OutboundMail.objects.count() == 0
     # Through the whole approval, from two processes at the same moment: test_scale_out.py
     # (PostgreSQL: the in-memory SQLite of tests has no row locks to wait on).
-    mail = review.approve(Ticket.objects.get(pk=ticket.pk), agent)
+    mail = review.approve(Ticket.objects.get(pk=ticket.pk), agent, confirmed=True)
     with pytest.raises(review.ReviewError):
-        review.approve(Ticket.objects.get(pk=ticket.pk), other)
+        review.approve(Ticket.objects.get(pk=ticket.pk), other, confirmed=True)
     outbound.deliver(mail.pk)
     outbound.deliver(mail.pk)
     assert len(desk.messages) == 1 and OutboundMail.objects.count() == 1
@@ -176,7 +180,7 @@ def test_a_worker_dying_after_the_server_accepted_never_sends_a_second_copy(
     drafted, desk, agent, monkeypatch
 ):
     ticket, _, _ = drafted
-    mail = review.approve(ticket, agent)
+    mail = review.approve(ticket, agent, confirmed=True)
 
     def die(_mail):  # fault injection: the worker process dies right after the server's 250
         raise SystemExit("worker killed")
@@ -210,7 +214,7 @@ def test_refused_and_unreachable_servers_are_retried_then_fail_with_nothing_lost
     ticket, _, _ = drafted
     settings.DESK_SEND_ATTEMPTS = 3
     settings.DESK_SEND_BACKOFF_SECONDS = 60
-    mail = review.approve(ticket, agent)
+    mail = review.approve(ticket, agent, confirmed=True)
     desk.refuse = True
     assert outbound.deliver(mail.pk) == "retry"
     mail.refresh_from_db()
@@ -236,7 +240,7 @@ def test_a_failed_reply_is_sent_by_the_sweeper_once_the_server_is_back(drafted, 
     settings.DESK_SEND_ATTEMPTS = 1
     port = settings.EMAIL_PORT
     settings.EMAIL_PORT = free_port()
-    mail = review.approve(ticket, agent)
+    mail = review.approve(ticket, agent, confirmed=True)
     assert outbound.deliver(mail.pk) == "failed"
     settings.EMAIL_PORT = port
     review.approve(Ticket.objects.get(pk=ticket.pk), agent)  # "send again" after a failure

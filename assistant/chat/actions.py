@@ -10,6 +10,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -17,15 +18,19 @@ from django.conf import settings
 from django.db import transaction
 
 from answers.confidence import offers_person
+from answers.extractive import Checked, assess, checked_quotes, reply_text
 from answers.fallback import fallback_text, finish_reason, load_generator
 from answers.generate import Answer, Spec
 from answers.grounding import Ask, Retrieval, compose, retrieve
 from answers.prompts import ANSWER_TEMPLATE_VERSION, INSTRUCTIONS
+from answers.support import records
+from answers.verification import SentenceCheck, Verification
+from answers.verified import checked_sentences
 from assistant.chat import handoff
 from assistant.chat.access import get_visitor_conversation
 from assistant.chat.errors import ChatError
 from assistant.chat.events import AnswerEvent
-from assistant.chat.replies import canned_answer, canned_kind, pinned_answer, store_answer
+from assistant.chat.replies import canned_answer, canned_kind, pinned_answer, quoted_answer, store_answer
 from assistant.insights.metrics import count_error, observe_retrieval
 from assistant.models import Conversation, Feedback, Message
 
@@ -87,6 +92,7 @@ def _finish(
     status: str,
     citations: list[dict[str, Any]],
     started: float,
+    checked: Checked,
 ) -> Message:
     usage = answer.usage
     with transaction.atomic():  # with the model version it names (new to the registry: a row)
@@ -105,7 +111,11 @@ def _finish(
             finish_reason=finish_reason(answer.failure)
             if answer.failure
             else (usage.finish_reason if usage else ""),
-            unanswered=status == Message.Status.COMPLETE and offers_person(text, answer.prompt.sources),
+            unanswered=status == Message.Status.COMPLETE
+            and (offers_person(text, answer.prompt.sources) or not checked.sure),
+            support=checked.support,
+            confidence=checked.confidence,
+            verified=status == Message.Status.COMPLETE and answer.failure is None and checked.verified,
         )
 
 
@@ -135,8 +145,25 @@ async def stream_answer(
             yield event
         return
 
-    # The one answer path (answers/): a model that cannot be loaded, fails, stalls or runs on
-    # ends in the fallback below, never in a crash or a hang.
+    if settings.CHAT_ANSWER_STYLE == "quote":
+        async for event in quoted_answer(conversation, text, retrieval, started):
+            yield event
+        return
+    async for event in _model_answer(conversation, text, history, retrieval, started):
+        yield event
+
+
+async def _model_answer(
+    conversation: Conversation,
+    text: str,
+    history: list[tuple[str, str]],
+    retrieval: Retrieval,
+    started: float,
+) -> AsyncIterator[AnswerEvent]:
+    """The model's own words, sentence by sentence, each verified before the visitor reads it
+    (answers/verified.py): unsupported sentences are stored but never shown, and an answer left
+    with nothing supported is replaced by the quoted sources (answers/extractive.py). A model
+    that cannot be loaded, fails, stalls or runs on ends in the fallback, never a crash or hang."""
     generator = await sync_to_async(load_generator, thread_sensitive=False)()  # loads once
     spec = Spec(INSTRUCTIONS, ANSWER_TEMPLATE_VERSION, settings.CHAT_MAX_ANSWER_TOKENS)
     # The model sees placeholders for personal data; the visitor gets the values back.
@@ -148,33 +175,57 @@ async def stream_answer(
         history=tuple(history),
     )
     answer = Answer(generator, prompt, spec)
-    pieces = answer.stream()
+    sentences = checked_sentences(answer, text)
+    checks: list[SentenceCheck] = []  # every sentence the model wrote, shown or not
+    shown: list[str] = []
     status = Message.Status.FAILED
     try:
-        async for piece in pieces:
-            yield AnswerEvent("token", {"text": piece})
+        async for sentence in sentences:
+            checks.append(sentence)
+            if sentence.supported:  # supported, or neutral ("I hope this helps.")
+                yield AnswerEvent("token", {"text": (" " if shown else "") + sentence.text})
+                shown.append(sentence.text)
         if answer.failure is None:
             status = Message.Status.COMPLETE
     except (asyncio.CancelledError, GeneratorExit):
         status = Message.Status.CANCELLED
         raise
     finally:
-        await pieces.aclose()  # the visitor left: the model stops
-        reply, fallback, citations = answer.text, "", answer.citations()
+        await sentences.aclose()  # the visitor left: the model stops
+        reply, fallback, citations = " ".join(shown), "", answer.citations()
+        visible = Verification(tuple(c for c in checks if c.supported), settings.ANSWER_SUPPORT_THRESHOLD)
+        checked = Checked(
+            support=records(Verification(tuple(checks)), prompt.sources),
+            confidence=visible.confidence,
+            verified=visible.all_supported,
+            sure=visible.confidence >= settings.ANSWER_MIN_CONFIDENCE,
+        )
         if answer.failure is not None:
             # Busy, failed, stalled or too slow: the visitor gets a fixed reply and a person
-            # rather than an error to retry; what was streamed stays, the fallback follows it.
+            # rather than an error to retry; what was shown stays, the fallback follows it.
             count_error(answer.failure.code)
             language = conversation.site.language if conversation.site else None
             fallback = ("\n\n" if reply else "") + fallback_text(language)
             reply, citations = (reply + fallback).strip(), []
-        message = await asyncio.shield(_finish(conversation, reply, answer, status, citations, started))
-    if answer.failure is not None:
+        elif status == Message.Status.COMPLETE and not visible.all_supported:
+            # Nothing the model said survived the check: the sources speak for themselves.
+            language = conversation.site.language if conversation.site else None
+            assessment = await sync_to_async(assess)(text, prompt.sources)
+            fallback = ("\n\n" if reply else "") + reply_text(assessment, language)
+            reply = (reply + fallback).strip()
+            citations = [c for c in citations if c["n"] in {q.source for q in assessment.quotes}]
+            quoted_check = await sync_to_async(checked_quotes)(assessment, prompt.sources, text)
+            checked = replace(quoted_check, support=checked.support + quoted_check.support)
+        message = await asyncio.shield(
+            _finish(conversation, reply, answer, status, citations, started, checked)
+        )
+    if fallback:
         for piece in re.findall(r"\s*\S+", fallback):
             yield AnswerEvent("token", {"text": piece})
+    if answer.failure is not None:
         await _hand_off(conversation)
     yield AnswerEvent("citations", {"items": citations})
-    handoff_offered = answer.failure is not None or offers_person(reply, prompt.sources)
+    handoff_offered = answer.failure is not None or message.unanswered
     yield AnswerEvent("done", {"message": str(message.pk), "handoff": handoff_offered})
 
 

@@ -18,8 +18,14 @@ share in [0, 1]:
 - `baseline_fact`: the classic one-sentence extractive baseline on the answerable questions: the
   sentence of the top search hit sharing most (stop-word-free) words with the question.
 
-Cost: one model answer per question (CHAT_MAX_ANSWER_TOKENS bounds each) plus one search each
-for the baseline; ingestion embeds each paragraph once.
+Also from the stored answers: `confidence_auc` (the answer's confidence ranking answers that hold
+the gold fact above the rest), `answerable_auc` (ranking answerable questions above unanswerable
+ones), `verified` (answers given whose every shown sentence was verified) and `decline_curve`
+(decline and false_decline as ANSWER_MIN_CONFIDENCE moves, read off the same run).
+
+Cost: one answer per question (CHAT_ANSWER_STYLE "quote": retrieval and one embedder batch,
+~0.3 s; "model": a generation bounded by CHAT_MAX_ANSWER_TOKENS, seconds) plus one search each for
+the baseline; ingestion embeds each paragraph once.
 """
 
 from __future__ import annotations
@@ -45,12 +51,10 @@ from django.conf import settings
 from sklearn.metrics import roc_auc_score
 
 from answers.confidence import says_it_does_not_know
-from answers.verification import SourceText, verify
 from assistant.chat.actions import stream_answer
 from assistant.chat.visitors import issue_token
 from assistant.models import Conversation, Message
 from core.errors import DomainError
-from inference.services import get_embedder
 from retrieval.actions.delete import do_delete_document
 from retrieval.actions.ingest import do_ingest_files
 from retrieval.models import Chunk, Document
@@ -218,26 +222,47 @@ async def _ask(text: str, collection: str) -> tuple[str, list[dict[str, Any]], d
     return "".join(parts).strip(), citations, done
 
 
-def _provenance(message_id: str, citations: list[dict[str, Any]]) -> tuple[list[SourceText], set[int], str]:
-    """The chunks the model was given, the documents of the cited sources, and the stored
-    answer's finish reason ("length", "stop", "canned", "timeout", ...)."""
+def _stored(message_id: str, citations: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the stored answer says of itself: the chunks it was given, the documents of the cited
+    sources, its finish reason ("extractive", "stop", "length", "timeout", ...), its confidence,
+    whether it was verified, and the sentences its verification found unsupported."""
 
     message = Message.objects.get(pk=int(message_id))
     retrieved = message.retrieved or []
     by_chunk = {r["chunk"]: r["source"] for r in retrieved if "chunk" in r and "source" in r}
     chunks = Chunk.objects.filter(pk__in=by_chunk).values_list("pk", "document_id", "text")
     cited_numbers = {c.get("n") for c in citations}
-    sources = [SourceText(pk, text) for pk, _, text in chunks]
-    cited = {document for pk, document, _ in chunks if by_chunk[pk] in cited_numbers}
-    return sources, cited, message.finish_reason
+    return {
+        "sources": "\n".join(text for _, _, text in chunks),
+        "cited": {document for pk, document, _ in chunks if by_chunk[pk] in cited_numbers},
+        "finish_reason": message.finish_reason,
+        "confidence": message.confidence or 0.0,
+        "verified": message.verified,
+        "unverified": [s["text"] for s in message.support if s.get("verdict") == "unsupported"],
+    }
 
 
-def _verify(answer: str, sources: list[SourceText], question: str) -> dict[str, Any]:
-    """What the sentence verifier (answers/verification.py) says of an answer: its confidence
-    and the sentences it finds unsupported. Measured here before any face acts on it."""
-    check = verify(answer, sources, question=question, embed=get_embedder().embed)
-    unsupported = [s.text for s in check.sentences if s.verdict == "unsupported"]
-    return {"confidence": round(check.confidence, 4), "unverified": unsupported}
+CURVE_THRESHOLDS = (0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8)
+
+
+def decline_curve(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The trade-off as ANSWER_MIN_CONFIDENCE moves, from one run: at each threshold, an answer
+    is declined when its confidence is below it or it was declined for another reason (nothing
+    found, a question for a number answered without one, the model saying it does not know)."""
+    minimum = settings.ANSWER_MIN_CONFIDENCE
+    curve = []
+    for threshold in CURVE_THRESHOLDS:
+        declined = [
+            r["confidence"] < threshold or (r["declined"] and r["confidence"] >= minimum) for r in rows
+        ]
+        curve.append(
+            {
+                "threshold": threshold,
+                "decline": _share([d for d, r in zip(declined, rows, strict=True) if not r["answerable"]]),
+                "false_decline": _share([d for d, r in zip(declined, rows, strict=True) if r["answerable"]]),
+            }
+        )
+    return curve
 
 
 def _auc(labels: list[bool], scores: list[float]) -> float | None:
@@ -258,18 +283,19 @@ async def _ask_all(
         started = time.perf_counter()
         answer, citations, done = await _ask(question.text, collection)
         seconds += time.perf_counter() - started
-        given, cited, finish = await sync_to_async(_provenance)(done["message"], citations)
-        sources = "\n".join(source.text for source in given)
+        stored = await sync_to_async(_stored)(done["message"], citations)
         declined = bool(done.get("handoff")) or not answer or says_it_does_not_know(answer)
         row = {
             "question": question.text,
             "answerable": question.answerable,
             "answer": answer,
             "declined": declined,
-            "finish_reason": finish,
-            "cited_paragraph": document_ids[question.paragraph] in cited,
-            "unsupported": unsupported_terms(answer, sources, question.text),
-            **await sync_to_async(_verify)(answer, given, question.text),
+            "finish_reason": stored["finish_reason"],
+            "cited_paragraph": document_ids[question.paragraph] in stored["cited"],
+            "unsupported": unsupported_terms(answer, stored["sources"], question.text),
+            "confidence": stored["confidence"],
+            "verified": stored["verified"],
+            "unverified": stored["unverified"],
         }
         if question.answerable:
             row["fact"] = contains_gold(answer, question.answers)
@@ -281,7 +307,11 @@ async def _ask_all(
             row["gold"] = list(dict.fromkeys(question.answers))
         rows.append(row)
         log.info(
-            "event=eval_answer n=%s of=%s declined=%s finish=%s", i + 1, len(questions), declined, finish
+            "event=eval_answer n=%s of=%s declined=%s finish=%s",
+            i + 1,
+            len(questions),
+            declined,
+            row["finish_reason"],
         )
     return rows, seconds
 
@@ -309,15 +339,19 @@ def evaluate(
         "false_decline": _share([r["declined"] for r in answerable]),
         "unsupported": _share([bool(r["unsupported"]) for r in rows]),
         "baseline_fact": _share([r["baseline_fact"] for r in answerable]),
-        # The verifier's confidence as a judge of the answers: how well it ranks answers that
-        # hold the gold fact above those that do not (ROC AUC; 0.5 is chance), and the share of
-        # the answers given that it passes whole.
+        # The stored confidence as a judge: how well it ranks answers that hold the gold fact
+        # above those that do not, and answerable questions above unanswerable ones (ROC AUC;
+        # 0.5 is chance); the share of the answers given that were verified whole.
         "confidence_auc": _auc([r["fact"] for r in answerable], [r["confidence"] for r in answerable]),
-        "verified": _share([not r["unverified"] for r in given]),
+        "answerable_auc": _auc([r["answerable"] for r in rows], [r["confidence"] for r in rows]),
+        "verified": _share([r["verified"] for r in given]),
+        "decline_curve": decline_curve(rows),
         "median_words": statistics.median(len(r["answer"].split()) for r in given) if given else None,
         "seconds_per_answer": round(seconds / len(rows), 2) if rows else None,
         # Answers the model failed to finish in time replaced by the fallback reply (a decline).
         "fallbacks": sum(r["finish_reason"] in ("timeout", "stalled", "busy", "error") for r in rows),
+        "answer_style": settings.CHAT_ANSWER_STYLE,
+        "min_confidence": settings.ANSWER_MIN_CONFIDENCE,
         "max_answer_tokens": settings.CHAT_MAX_ANSWER_TOKENS,
         "retrieval_k": settings.CHAT_RETRIEVAL_K,
         "answer_timeout_seconds": settings.CHAT_ANSWER_TIMEOUT_SECONDS,

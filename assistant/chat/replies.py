@@ -14,7 +14,12 @@ from django.conf import settings
 from django.db import transaction
 
 from answers.confidence import relevance
+from answers.extractive import EXTRACTIVE_TEMPLATE, assess, checked_quotes, reply_text
+from answers.grounding import Retrieval
 from answers.pinned import PinnedMatch
+from answers.prompts import number_sources
+from answers.provenance import citation_items, retrieved_records
+from answers.verification import split_sentences
 from assistant.chat.events import AnswerEvent
 from assistant.models import Conversation, Message
 from retrieval.search import Hit
@@ -71,6 +76,30 @@ async def canned_answer(conversation: Conversation, kind: str, hits: list[Hit], 
         yield event
 
 
+async def quoted_answer(conversation: Conversation, question: str, retrieval: Retrieval, started: float):
+    """The best source sentences, cited, or "not sure", the closest passage and a person
+    (answers/extractive.py): CHAT_ANSWER_STYLE "quote", the default."""
+    sources = number_sources(list(retrieval.kept))
+    language = conversation.site.language if conversation.site and conversation.site.language else None
+    assessment = await sync_to_async(assess, thread_sensitive=False)(question, sources)
+    checked = await sync_to_async(checked_quotes, thread_sensitive=False)(assessment, sources, question)
+    quoted_sources = {q.source for q in assessment.quotes}
+    async for event in fixed_answer(
+        conversation,
+        reply_text(assessment, language),
+        [c for c in citation_items(sources) if c["n"] in quoted_sources],
+        EXTRACTIVE_TEMPLATE,
+        list(retrieved_records(sources, retrieval.excluded)),
+        started,
+        offer_person=not checked.sure,
+        by_sentence=True,
+        support=checked.support,
+        confidence=checked.confidence,
+        verified=checked.verified,
+    ):
+        yield event
+
+
 async def pinned_answer(conversation: Conversation, pinned: PinnedMatch, started: float):
     """A curated answer, as written, with its source."""
     async for event in fixed_answer(
@@ -88,8 +117,12 @@ async def fixed_answer(
     started: float,
     *,
     offer_person: bool = False,
+    by_sentence: bool = False,
+    **fields: Any,
 ):
-    yield AnswerEvent("token", {"text": text})
+    # A quoted answer goes sentence by sentence, as a verified model answer does (answers/verified.py).
+    for i, piece in enumerate(split_sentences(text) if by_sentence else [text]):
+        yield AnswerEvent("token", {"text": (" " if i else "") + piece})
     message = await sync_to_async(store_answer)(
         conversation,
         text,
@@ -99,6 +132,7 @@ async def fixed_answer(
         latency_ms=round((time.perf_counter() - started) * 1000),
         finish_reason=template.split(":", 1)[0],
         unanswered=offer_person,
+        **fields,
     )
     yield AnswerEvent("citations", {"items": citations})
     yield AnswerEvent("done", {"message": str(message.pk), "handoff": offer_person})

@@ -3,7 +3,8 @@ mail webhook for mail providers.
 
 Writes are decisions (approve, reject, edit, regenerate, reassign) and go through
 assistant/desk/review.py like the console's; conflicts (approving twice, a ticket someone else
-just changed) are 409 with a code saying which (a ReviewError, turned into the error body by
+just changed, a reply with sentences the sources do not support that the agent did not confirm
+checking) are 409 with a code saying which (a ReviewError, turned into the error body by
 config/api.py).
 """
 
@@ -37,6 +38,9 @@ class TicketFilter(Schema):
 class ApproveIn(Schema):
     body: str | None = None  # the reply as the agent edited it; omitted: the current draft as is
     version: int | None = None  # the draft version the agent reviewed; a newer one is a conflict
+    # The agent checked the sentences flagged as not supported by the sources; without it a
+    # version with such sentences is refused (409 "unchecked_sentences") and nothing is sent.
+    confirmed: bool = False
 
 
 class RejectIn(Schema):
@@ -79,7 +83,9 @@ def get_ticket(request: HttpRequest, ticket_id: str) -> dict[str, Any]:
 def approve(request: HttpRequest, ticket_id: str, payload: Body[ApproveIn] = None):
     ticket = _ticket(request, ticket_id)
     payload = payload or ApproveIn()
-    mail = review.approve(ticket, request.user, payload.body, expected_version=payload.version)
+    mail = review.approve(
+        ticket, request.user, payload.body, expected_version=payload.version, confirmed=payload.confirmed
+    )
     return Status(202, {"ticket": ticket.pk, "status": "sending", "outbound": present.outbound_data(mail)})
 
 

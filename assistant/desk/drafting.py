@@ -11,11 +11,19 @@ reasons in words. When no draft can be written at all (the model busy, down, sta
 slow, a mail longer than it accepts), the ticket still gets a version: empty and flagged with
 why (the desk's fallback), so it reaches the review queue and an agent writes the reply or
 regenerates later, instead of the ticket waiting in "new" for ever.
+
+The model writes the body only; the desk wraps it in a letter (`letter`): a greeting with the
+customer's real name (the model sees a placeholder for it) and a sign-off, in the ticket's
+language. Every sentence of the body is checked against the sources the model was given
+(answers/support.py) and kept on the draft (`Draft.support`): a sentence the sources do not
+support flags the draft, and an agent must confirm they checked it before it is sent
+(review.approve). An agent's edit is checked again against the same sources (`edit_check`).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any
 
@@ -30,9 +38,13 @@ from answers.generate import Answer, Spec, complete
 from answers.grounding import Ask, Retrieval, compose, retrieve
 from answers.guard import carries_instructions
 from answers.pinned import PinnedMatch
-from answers.prompts import DRAFT_INSTRUCTIONS, DRAFT_TEMPLATE_VERSION
+from answers.prompts import DRAFT_INSTRUCTIONS, DRAFT_TEMPLATE_VERSION, Source
+from answers.support import check, records
+from answers.verification import Verification
 from assistant.models import Draft, MailMessage, Ticket
 from inference.base import InferenceError, InputTooLong, ModelBusy, ModelUnavailable
+from retrieval.models import Chunk
+from retrieval.search import Hit
 
 log = logging.getLogger(__name__)
 
@@ -119,15 +131,19 @@ def write_draft(ticket: Ticket) -> Draft | None:
     if answer.failure is not None:  # the desk's fallback: a flagged empty version, saying why
         log.warning("event=draft_failed ticket=%s code=%s", ticket.pk, answer.failure.code)
         return failed_draft(ticket, failure_reason(answer.failure), **provenance)
-    flags = draft_flags(answer, retrieval, customer)
+    body = letter_body(answer.text)
+    # The body alone is checked: the greeting and sign-off added around it state no facts.
+    verification = check(body, answer.prompt.sources, question=question_text(ticket, message))
+    flags = draft_flags(answer, retrieval, customer, body) + support_flags(verification)
     usage = answer.usage
     draft = save_version(
         ticket,
-        body=answer.text,
+        body=letter(ticket, message, body),
         replying_to=message,
         **provenance,
         citations=answer.citations(),
-        confidence=round(answer.relevance, 3),
+        support=records(verification, answer.prompt.sources),
+        confidence=round(verification.confidence, 3),
         low_confidence=bool(flags),
         flags=flags,
         prompt_tokens=usage.prompt_tokens if usage else None,
@@ -144,8 +160,9 @@ def write_draft(ticket: Ticket) -> Draft | None:
     return draft
 
 
-def draft_flags(answer: Answer, retrieval: Retrieval, customer: str) -> list[str]:
-    """Why a generated draft is low-confidence, in words for agents (empty: it is not)."""
+def draft_flags(answer: Answer, retrieval: Retrieval, customer: str, body: str) -> list[str]:
+    """Why a generated draft is low-confidence, in words for agents (empty: it is not); `body`:
+    what the model wrote less any greeting and sign-off."""
     sources = answer.prompt.sources
     flags = []
     if not sources:
@@ -161,9 +178,23 @@ def draft_flags(answer: Answer, retrieval: Retrieval, customer: str) -> list[str
         )
     if answer.leaked:
         flags.append("The model started reciting its instructions; that part was removed.")
-    if not answer.text:
+    if not body:
         flags.append("The model wrote nothing.")
     return flags
+
+
+def support_flags(verification: Verification) -> list[str]:
+    """The flag for sentences the sources do not support, in words for agents (empty: none)."""
+    count = sum(1 for s in verification.sentences if s.verdict == "unsupported")
+    if not count:
+        return []
+    sentences = "1 sentence is" if count == 1 else f"{count} sentences are"
+    return [f"{sentences} not supported by the sources: check them before sending."]
+
+
+def unsupported_count(draft: Draft) -> int:
+    """Sentences of the draft that its sources do not support (0 where it was not checked)."""
+    return sum(1 for r in draft.support or [] if isinstance(r, dict) and r.get("verdict") == "unsupported")
 
 
 def _mail_flags(customer: str) -> list[str]:
@@ -175,11 +206,14 @@ def _mail_flags(customer: str) -> list[str]:
 def _pinned_draft(
     ticket: Ticket, message: MailMessage, pinned: PinnedMatch, customer: str, started: float
 ) -> Draft:
-    """A curated answer that matches the mail, as written, with its source (no model asked)."""
+    """A curated answer that matches the mail, as written, with its source (no model asked).
+    Its support stays empty, unchecked: a person wrote and approved it, and there are no
+    retrieved passages to check it against (its provenance is the pinned answer itself), so a
+    check would flag every sentence and teach agents to tick the box without reading."""
     flags = _mail_flags(customer)
     return save_version(
         ticket,
-        body=pinned.answer.answer,
+        body=letter(ticket, message, letter_body(pinned.answer.answer)),
         replying_to=message,
         prompt_template=pinned.template,
         retrieved=pinned.retrieved(),
@@ -230,3 +264,134 @@ def failure_reason(exc: BaseException) -> str:
     if isinstance(exc, InferenceError):
         return f"the model failed ({exc.message.rstrip('.')})"
     return f"an error occurred ({type(exc).__name__})"
+
+
+# --- The letter around the model's body ----------------------------------------------------------
+
+# Greeting with a name, greeting without one, and sign-off, by the ticket's language (triage);
+# English for any other. The signature under the sign-off is DESK_SIGNATURE.
+LETTER = {
+    "en": ("Hello {name},", "Hello,", "Kind regards,"),
+    "de": ("Hallo {name},", "Hallo,", "Freundliche Grüße"),
+    "fr": ("Bonjour {name},", "Bonjour,", "Cordialement,"),
+    "es": ("Hola, {name}:", "Hola:", "Un saludo,"),
+    "nl": ("Beste {name},", "Beste klant,", "Met vriendelijke groet,"),
+}
+_GREETING_WORDS = (
+    r"hello|hi|hey|dear|greetings|good\s+(?:morning|afternoon|evening)|hallo|liebe[rs]?"
+    r"|sehr\s+geehrte[rs]?|guten\s+tag|bonjour|bonsoir|salut|ch[eè]re?|hola|buen[oa]s\s+\w+"
+    r"|estimad[oa]s?|beste|geachte|goedendag|goedemiddag"
+)
+# A line that is only a greeting ("Dear Ana Example,", "Hi there!"), or one opening a line and
+# followed by the first sentence ("Hello Ana, the router ...").
+_GREETING_LINE = re.compile(rf"^(?:{_GREETING_WORDS})(?:\s+[^\s,!:.?]+){{0,4}}\s*[,!:]?\s*$", re.I)
+_GREETING_LEAD = re.compile(rf"^(?:{_GREETING_WORDS})(?:\s+[^\s,!:.?]+){{0,3}}\s*[,!]\s+(?=\S)", re.I)
+_CLOSING_WORDS = (
+    r"(?:kind|best|warm|warmest)\s+regards|regards|best\s+wishes|best|sincerely"
+    r"|yours(?:\s+(?:sincerely|truly|faithfully))?|thanks|thank\s+you|many\s+thanks|cheers"
+    r"|mit\s+freundlichen\s+grüßen|(?:freundliche|viele|beste|liebe)\s+grüße|cordialement"
+    r"|bien\s+(?:cordialement|à\s+vous)|salutations|un\s+saludo|saludos(?:\s+cordiales)?"
+    r"|atentamente|met\s+vriendelijke\s+groet(?:en)?|(?:hartelijke\s+)?groet(?:en)?"
+)
+# A sign-off line ("Best regards," or "Best regards, Brightline support": a few words after it,
+# not "Thanks, and tell us if the light stays red."); it and the signature under it are cut.
+_CLOSING_LINE = re.compile(rf"^(?:{_CLOSING_WORDS})(?:\s*[,.!]\s*(?:[^\s?]+\s*){{0,4}})?\s*$", re.I)
+_CLOSING_WITHIN = 4  # non-empty lines from the end a sign-off may start at
+
+
+def letter(ticket: Ticket, message: MailMessage, body: str) -> str:
+    """`body` as the email the agent reviews: a greeting with the customer's name where it is
+    known ("Hello Ana,"), or without it ("Hello,"), the body, and a sign-off with DESK_SIGNATURE.
+    An empty body stays empty: a letter with nothing in it must never look like a reply."""
+    if not body.strip():
+        return ""
+    named, unnamed, closing = LETTER.get(ticket.language, LETTER["en"])
+    name = first_name(message.from_name or ticket.customer_name)
+    greeting = named.format(name=name) if name else unnamed
+    return f"{greeting}\n\n{body.strip()}\n\n{closing}\n{settings.DESK_SIGNATURE}"
+
+
+def first_name(display_name: str) -> str:
+    """What a greeting calls the customer, from the name their mail client sends: the first word,
+    as help desks do ("Ana Example" -> "Ana"; "Example, Ana" -> "Ana"); the whole name after a
+    title ("Dr. Ana Example"); "" for none, or for an address where a name should be."""
+    name = " ".join(display_name.replace('"', "").split())
+    if not name or "@" in name or not any(c.isalpha() for c in name):
+        return ""
+    if "," in name:
+        name = name.split(",", 1)[1].strip() or name.split(",", 1)[0].strip()
+    first = name.split(" ", 1)[0]
+    return name if first.endswith(".") else first
+
+
+def letter_body(text: str) -> str:
+    """`text` less a greeting at its start and a sign-off (and the signature under it) at its end:
+    what the model or an agent wrote as the reply itself. The model is told to write neither;
+    a small one does anyway, and an agent's edit has the desk's own."""
+    lines = text.strip().splitlines()
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    if lines and _GREETING_LINE.match(lines[0].strip()):
+        lines.pop(0)
+    elif lines:
+        rest = _GREETING_LEAD.sub("", lines[0].strip(), count=1)
+        lines[0] = rest[:1].upper() + rest[1:]
+    filled = [i for i, line in enumerate(lines) if line.strip()]
+    for index in filled[-_CLOSING_WITHIN:]:
+        if _CLOSING_LINE.match(lines[index].strip()):
+            lines = lines[:index]
+            break
+    return "\n".join(lines).strip()
+
+
+# --- Support of an agent's edit ------------------------------------------------------------------
+
+
+def sources_of(draft: Draft) -> list[Source]:
+    """The numbered sources a draft was written from, read back from its `retrieved` chunk ids:
+    what an edit of it is checked against. Chunks deleted since (a re-ingested document) are
+    left out; a pinned answer's provenance names no chunks."""
+    given = [r for r in draft.retrieved or [] if isinstance(r, dict) and r.get("source") and r.get("chunk")]
+    chunks = Chunk.objects.select_related("document").in_bulk([r["chunk"] for r in given])
+    hits: dict[int, list[Hit]] = {}
+    for record in given:
+        chunk = chunks.get(record["chunk"])
+        if chunk is not None:
+            document = chunk.document
+            hit = Hit(
+                chunk.pk,
+                document.pk,
+                document.title,
+                document.url,
+                chunk.section,
+                chunk.anchor,
+                chunk.text,
+                float(record.get("score") or 0.0),
+            )
+            hits.setdefault(int(record["source"]), []).append(hit)
+    return [Source(n, tuple(found)) for n, found in sorted(hits.items())]
+
+
+def edit_check(ticket: Ticket, base: Draft | None, text: str) -> dict[str, Any]:
+    """An agent's version of the reply checked against the sources of the draft it edits, as
+    the Draft fields it sets (support, confidence, low_confidence, flags), so the flags are those
+    of the text that will be sent. A draft that was checked with no source at all (retrieval
+    found nothing) keeps being checked, so touching its text does not clear its flags; one never
+    checked and without sources (a failed draft, a pinned answer, no draft) is not: there is
+    nothing to check the agent's own words against. Costs an embedder call (~20-50 ms)."""
+    if base is None:
+        return {}
+    sources = sources_of(base)
+    if not sources and not base.support:
+        return {}
+    question = base.replying_to or latest_question(ticket)
+    verification = check(
+        letter_body(text), sources, question=question_text(ticket, question) if question else ""
+    )
+    flags = support_flags(verification)
+    return {
+        "support": records(verification, sources),
+        "confidence": round(verification.confidence, 3),
+        "low_confidence": bool(flags),
+        "flags": flags,
+    }

@@ -7,6 +7,7 @@ from typing import Any
 from django.db.models import IntegerField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
+from assistant.desk import drafting
 from assistant.models import Draft, MailMessage, OutboundMail, Ticket, TriageLabel
 from core.present import iso
 
@@ -52,11 +53,13 @@ def draft_data(draft: Draft | None, *, full: bool = True) -> dict[str, Any] | No
         "low_confidence": draft.low_confidence,
         "confidence": draft.confidence,
         "flags": draft.flags,
+        "unsupported": drafting.unsupported_count(draft),
         "citations": draft.citations,
         "created_at": iso(draft.created_at),
     }
     if full:
         data |= {
+            "support": support_data(draft),
             "replying_to": draft.replying_to.message_id if draft.replying_to else None,
             "model_version": draft.model_version.key if draft.model_version else None,
             "prompt_template": draft.prompt_template,
@@ -66,6 +69,17 @@ def draft_data(draft: Draft | None, *, full: bool = True) -> dict[str, Any] | No
             "latency_ms": draft.latency_ms,
         }
     return data
+
+
+def support_data(draft: Draft) -> list[dict[str, Any]]:
+    """Each checked sentence of the draft's body (answers/support.py's stored shape) with the
+    title of the source that supports it, as the agent is shown it."""
+    titles = {c.get("n"): c.get("title") for c in draft.citations or [] if isinstance(c, dict)}
+    return [
+        {**record, "title": titles.get(record.get("source")) or None}
+        for record in draft.support or []
+        if isinstance(record, dict)
+    ]
 
 
 def message_data(message: MailMessage) -> dict[str, Any]:

@@ -126,15 +126,18 @@ def _check_version(draft: Draft | None, expected_version: int | None) -> None:
 
 
 def edit(ticket: Ticket, user, body: str, *, expected_version: int | None = None) -> Draft:
-    """Save an agent's edit as a new version without sending it."""
+    """Save an agent's edit as a new version without sending it, checked against the sources
+    of the draft it edits (drafting.edit_check)."""
     body = _checked_body(body)
     if ticket.status not in (Ticket.Status.NEEDS_REVIEW, Ticket.Status.FAILED):
         raise ReviewError("conflict", f"A ticket that is {ticket.status} cannot be edited.")
+    checked, support = _check_edit(ticket, body)
     with transaction.atomic():
         ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
         base = current_draft(ticket)
         _check_version(base, expected_version)
-        draft = _edited_version(ticket, base, user, body)
+        _check_same(base, checked)
+        draft = _edited_version(ticket, base, user, body, support)
     TicketEvent.objects.create(ticket=ticket, action="edited", user=user, data={"draft": draft.version})
     return draft
 
@@ -149,7 +152,27 @@ def _checked_body(body: Any) -> str:
     return body.strip()
 
 
-def _edited_version(ticket: Ticket, base: Draft | None, user, body: str) -> Draft:
+def _check_edit(ticket: Ticket, body: str | None) -> tuple[Draft | None, dict[str, Any]]:
+    """The draft an edit is based on, and the edit's support against that draft's sources (the
+    Draft fields, empty for no edit). Checked before the ticket is locked: an embedder call is
+    not something other agents should wait on the row for."""
+    base = current_draft(ticket)
+    if body is None:
+        return base, {}
+    if base is not None and body == base.body.strip():
+        # The same words, the same verdicts: saving without a change must not clear the flags.
+        return base, {f: getattr(base, f) for f in ("support", "confidence", "low_confidence", "flags")}
+    return base, drafting.edit_check(ticket, base, body)
+
+
+def _check_same(current: Draft | None, checked: Draft | None) -> None:
+    """The edit was checked against the sources of `checked`: a version that arrived meanwhile
+    would make that check (and the edit) about another draft."""
+    if (current.pk if current else None) != (checked.pk if checked else None):
+        raise ReviewError("stale", "The draft changed since you opened it; review the new version.")
+
+
+def _edited_version(ticket: Ticket, base: Draft | None, user, body: str, support: dict[str, Any]) -> Draft:
     provenance = {}
     if base is not None:  # the sources stay visible: an edit keeps what the draft was built on
         provenance = {
@@ -159,39 +182,81 @@ def _edited_version(ticket: Ticket, base: Draft | None, user, body: str) -> Draf
             "retrieved": base.retrieved,
             "citations": base.citations,
         }
-    return drafting.save_version(ticket, body=body, author=user, **provenance)
+    return drafting.save_version(ticket, body=body, author=user, **provenance, **support)
 
 
 def approve(
-    ticket: Ticket, user, body: str | None = None, *, expected_version: int | None = None
+    ticket: Ticket,
+    user,
+    body: str | None = None,
+    *,
+    expected_version: int | None = None,
+    confirmed: bool = False,
 ) -> OutboundMail:
-    """Approve the current draft (or `body`, saved first as the agent's version) and send it.
-    The ticket moves to "sending" and an OutboundMail is created in one transaction; the mail
-    goes out after it commits. Approving twice, or two agents at once: one wins, the other gets
-    a conflict and nothing is sent twice."""
+    """Approve the current draft (or `body`, saved first as the agent's version, checked against
+    the sources) and send it. The ticket moves to "sending" and an OutboundMail is created in one
+    transaction; the mail goes out after it commits. Approving twice, or two agents at once: one
+    wins, the other gets a conflict and nothing is sent twice.
+
+    A version with sentences the sources do not support is only sent when the agent `confirmed`
+    they checked them; otherwise it is refused ("unchecked_sentences") and nothing is sent, but
+    an edit is kept as a version, so the agent sees its flags without losing their words."""
     if body is not None:
         body = _checked_body(body)
+    checked, support = _check_edit(ticket, body)
     with transaction.atomic():
         ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
         draft = current_draft(ticket)
         _check_version(draft, expected_version)
-        if draft is None and body is None:
-            raise ReviewError("no_draft", "There is no draft to approve yet; write the reply.")
-        if body is None and not draft.body.strip():  # a draft that failed: never send an empty mail
-            raise ReviewError("no_draft", "The draft is empty; write the reply before approving.")
         if body is not None and (draft is None or body != draft.body.strip()):
-            draft = _edited_version(ticket, draft, user, body)
-        existing = OutboundMail.objects.filter(draft=draft).first()
-        move(ticket, "approve", user=user, data={"draft": draft.version})
-        if existing is not None:  # approving a failed send again: the same mail, the same Message-ID
-            mail = outbound.retry_by_hand(existing)
+            _check_same(draft, checked)
+            draft, edited = _edited_version(ticket, draft, user, body, support), True
         else:
-            mail = outbound.prepare(ticket, draft, user)
-            _keep_for_training(ticket, draft, user)
-        transaction.on_commit(lambda: outbound.enqueue(mail.pk))
+            edited = False
+            if draft is None:
+                raise ReviewError("no_draft", "There is no draft to approve yet; write the reply.")
+            if not draft.body.strip():  # a draft that failed: never send an empty mail
+                raise ReviewError("no_draft", "The draft is empty; write the reply before approving.")
+        existing = OutboundMail.objects.filter(draft=draft).first()
+        # Approving a failed send again sends what was confirmed the first time.
+        flagged = drafting.unsupported_count(draft) if existing is None else 0
+        if flagged and not confirmed:
+            refusal = _unchecked(draft, flagged, edited)
+        else:
+            refusal = None
+            mail = _send(ticket, draft, user, existing, flagged)
+    if refusal is not None:  # raised after the commit: the edit stays, nothing is sent
+        raise refusal
     log.info(
         "event=reply_approved ticket=%s draft=%s user=%s", ticket.pk, draft.version, user.pk if user else None
     )
+    return mail
+
+
+def _unchecked(draft: Draft, flagged: int, edited: bool) -> ReviewError:
+    sentences = "1 sentence is" if flagged == 1 else f"{flagged} sentences are"
+    saved = f"Your edit was saved as version {draft.version}. " if edited else ""
+    return ReviewError(
+        "unchecked_sentences",
+        f"{saved}Not sent: {sentences} not found in the sources (version {draft.version}). "
+        "Check them, then confirm “I have checked the flagged sentences” and approve again.",
+        409,
+        version=draft.version,
+        unsupported=flagged,
+    )
+
+
+def _send(ticket: Ticket, draft: Draft, user, existing: OutboundMail | None, flagged: int) -> OutboundMail:
+    """The approval recorded (with how many flagged sentences the agent confirmed) and the mail
+    queued once the transaction commits."""
+    data = {"draft": draft.version, **({"confirmed_unsupported": flagged} if flagged else {})}
+    move(ticket, "approve", user=user, data=data)
+    if existing is not None:  # approving a failed send again: the same mail, the same Message-ID
+        mail = outbound.retry_by_hand(existing)
+    else:
+        mail = outbound.prepare(ticket, draft, user)
+        _keep_for_training(ticket, draft, user)
+    transaction.on_commit(lambda: outbound.enqueue(mail.pk))
     return mail
 
 

@@ -152,8 +152,8 @@ def _agents():
 @require_GET
 @agent_required
 def ticket(request: HttpRequest, ticket_id: int) -> HttpResponse:
-    """One ticket: thread, triage and why, the current draft with flags and citations, versions,
-    outbound sends, events, and the decision forms."""
+    """One ticket: thread, triage and why, the current draft with flags, citations and each
+    sentence's support, versions, outbound sends, events, and the decision forms."""
     found = _ticket(ticket_id)
     data = _with_datetimes(present.detail(found))
     draft = data["draft"]
@@ -200,7 +200,13 @@ _decision = post_action(_ticket, "desk-ticket", "ticket_id", agent_required)
 
 @_decision
 def approve(request: HttpRequest, ticket: Ticket) -> str:
-    mail = review.approve(ticket, request.user, _body(request), expected_version=_version(request))
+    mail = review.approve(
+        ticket,
+        request.user,
+        _body(request),
+        expected_version=_version(request),
+        confirmed=request.POST.get("confirmed") == "1",  # "I have checked the flagged sentences"
+    )
     return f"Approved version {mail.draft.version}: the reply to {mail.to} is being sent."
 
 

@@ -35,6 +35,7 @@ import numpy as np
 
 from answers.guard import carries_instructions
 from answers.prompts import DRAFT_INSTRUCTIONS, INSTRUCTIONS, prompt_messages
+from assistant.desk.drafting import letter_body
 from assistant.models import TrainingExample
 from core.errors import DomainError
 from core.models import GovernanceSettings
@@ -147,7 +148,10 @@ def _from_row(row: TrainingExample) -> Example:
     else:
         instructions = DRAFT_INSTRUCTIONS if row.source == TrainingExample.Source.EMAIL else INSTRUCTIONS
         messages, numbers = _prompt(instructions, row.sources, row.context, row.question)
-    return Example(f"te:{row.pk}", row.source, messages, row.answer.strip(), numbers)
+    # An approved email carries the desk's greeting and sign-off, which the model is told not to
+    # write (drafting.letter adds them): it learns the body only.
+    answer = letter_body(row.answer) if row.source == TrainingExample.Source.EMAIL else row.answer
+    return Example(f"te:{row.pk}", row.source, messages, answer.strip(), numbers)
 
 
 def _known_names(row: TrainingExample) -> list[str]:

@@ -1,0 +1,154 @@
+"""Answers made of what the sources say: the best source sentences, cited, or a plain "not sure".
+
+Why this is the chat's default (CHAT_ANSWER_STYLE "quote"; benchmarks/RESULTS.md has the run):
+on public SQuAD questions the default 135M model's own words held the right fact for 0.30 of the
+answerable questions and named something found nowhere in the sources in half of all answers,
+while the two best source sentences held it for 0.88, at a median of 46 words, and are on the
+screen within a few hundred milliseconds instead of after the model's first sentence. A bigger
+model is a setting away (CHAT_ANSWER_STYLE "model"): its sentences then go through the same
+verifier and only supported ones reach the visitor.
+
+`assess` picks the sentences (answers/support.quotes) and judges whether they answer the
+question: the best sentence's embedding similarity to the question must reach
+ANSWER_MIN_CONFIDENCE, and a question asking for a quantity or a date ("how many", "when", "what
+year") must find a number in them. Below that the reply says it is not sure, shows the closest
+passage and offers a person.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+from answers.prompts import Source
+from answers.support import Quote, check, quotes, records
+from answers.verification import numbers
+from retrieval.loaders.language import detect_language
+
+# A question wanting a quantity, a date or a time: its answer states a number.
+_WANTS_NUMBER = re.compile(
+    r"^\W*(how (many|much|long|old|often|far|big|large|fast|soon)|when|what (year|date|time|percentage"
+    r"|number|age)|in (what|which) year|wie (viele?|lange|alt|oft)|wann|combien|quand)\b",
+    re.I,
+)
+# Recorded as the answer's prompt_template: which rule wrote it (its finish_reason: "extractive").
+EXTRACTIVE_TEMPLATE = "extractive:v1"
+# Keep the second-best sentence when it scores at least this share of the best: it usually
+# carries the rest of the answer; below, it is mostly words (measured: RESULTS.md, issue 16).
+SECOND_SENTENCE_RATIO = 0.8
+
+NOT_SURE = {
+    "en": "I'm not sure our documents answer that.",
+    "de": "Ich bin nicht sicher, ob unsere Unterlagen das beantworten.",
+    "fr": "Je ne suis pas sûr que nos documents répondent à cette question.",
+    "es": "No estoy seguro de que nuestros documentos respondan a eso.",
+    "nl": "Ik weet niet zeker of onze documenten dat beantwoorden.",
+}
+CLOSEST = {
+    "en": "The closest I found:",
+    "de": "Am nächsten kommt:",
+    "fr": "Le passage le plus proche :",
+    "es": "Lo más parecido que encontré:",
+    "nl": "Het dichtstbijzijnde dat ik vond:",
+}
+OFFER = {
+    "en": "Would you like me to pass your question to a person?",
+    "de": "Soll ich Ihre Frage an eine Person weitergeben?",
+    "fr": "Voulez-vous que je transmette votre question à une personne ?",
+    "es": "¿Quiere que pase su pregunta a una persona?",
+    "nl": "Zal ik uw vraag doorgeven aan een medewerker?",
+}
+# When the sources are in another language than the question: said in the visitor's language.
+OTHER_LANGUAGE = {
+    "de": "Unsere Unterlagen dazu gibt es nur auf {language}:",
+    "fr": "Nos documents à ce sujet n'existent qu'en {language} :",
+    "es": "Nuestros documentos sobre esto solo están en {language}:",
+    "nl": "Onze documenten hierover zijn alleen in het {language}:",
+    "en": "Our documents on this are only in {language}:",
+}
+LANGUAGE_NAMES = {
+    "en": {"de": "Englisch", "fr": "anglais", "es": "inglés", "nl": "Engels"},
+    "de": {"en": "German", "fr": "allemand", "es": "alemán", "nl": "Duits"},
+    "fr": {"en": "French", "de": "Französisch", "es": "francés", "nl": "Frans"},
+}
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """The sentences to answer with and how far to trust them."""
+
+    quotes: tuple[Quote, ...]
+    confidence: float  # the best sentence's similarity to the question (0: no sentence)
+    sure: bool
+    language: str  # the question's language ("" when too short to tell)
+
+
+def assess(question: str, sources: Sequence[Source], *, language: str = "") -> Assessment:
+    """The best one or two source sentences for `question` and whether they answer it."""
+    found = quotes(question, sources, limit=2)
+    if len(found) == 2 and found[1].score < SECOND_SENTENCE_RATIO * found[0].score:
+        found = found[:1]
+    confidence = found[0].score - found[0].coverage if found else 0.0
+    sure = bool(found) and confidence >= settings.ANSWER_MIN_CONFIDENCE
+    if sure and _WANTS_NUMBER.search(question):
+        sure = any(numbers(q.text) for q in found)
+    return Assessment(tuple(found), round(confidence, 4), sure, language or detect_language(question))
+
+
+def quoted(found: Sequence[Quote]) -> str:
+    """The sentences in their sources' order, each source's citation mark after its last one."""
+    ordered = sorted(found, key=lambda q: q.source)
+    parts = []
+    for i, quote in enumerate(ordered):
+        last_of_source = i + 1 == len(ordered) or ordered[i + 1].source != quote.source
+        parts.append(f"{quote.text} [{quote.source}]" if last_of_source else quote.text)
+    return " ".join(parts)
+
+
+def reply_text(assessment: Assessment, site_language: str | None = None) -> str:
+    """What the visitor reads: the sentences (introduced in the visitor's language when the
+    sources are in another), or "not sure", the closest passage and the offer of a person."""
+    language = assessment.language or site_language or "en"
+    if not assessment.quotes:
+        return f"{_say(NOT_SURE, language)} {_say(OFFER, language)}"
+    body = quoted(assessment.quotes if assessment.sure else assessment.quotes[:1])
+    source_language = detect_language(body) or language
+    if source_language != language and language in OTHER_LANGUAGE:
+        named = LANGUAGE_NAMES.get(source_language, {}).get(language)
+        if named:
+            body = f"{OTHER_LANGUAGE[language].format(language=named)} {body}"
+    if assessment.sure:
+        return body
+    return f"{_say(NOT_SURE, language)} {_say(CLOSEST, language)} {body} {_say(OFFER, language)}"
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What a stored answer keeps of its verification (Message.support, confidence, verified)."""
+
+    support: list[dict[str, Any]]  # answers/support.records, every sentence checked
+    confidence: float
+    verified: bool  # every sentence the reader was shown is supported
+    sure: bool  # confident enough not to offer a person
+
+
+def quote_support(assessment: Assessment, sources: Sequence[Source], question: str) -> list[dict[str, Any]]:
+    """The quoted sentences checked like any other output (each is its own evidence, so this
+    records which chunk each came from and confirms nothing was altered on the way)."""
+    if not assessment.quotes:
+        return []
+    return records(check(quoted(assessment.quotes), sources, question=question), sources)
+
+
+def checked_quotes(assessment: Assessment, sources: Sequence[Source], question: str) -> Checked:
+    return Checked(
+        quote_support(assessment, sources, question), assessment.confidence, assessment.sure, assessment.sure
+    )
+
+
+def _say(table: dict[str, str], language: str) -> str:
+    return table.get(language, table["en"])
