@@ -64,9 +64,23 @@ _WORD = re.compile(r"[^\W_]+")
 _QUESTION_WORDS = frozenset(
     "what which who whom whose how when where why does did do is are was were many much".split()
 )
-# A chunk's text may open with its document's title and headings on lines of their own: not
-# sentences a reader can be quoted.
-_HEADING = re.compile(r"^\s*#+\s.*$|^[^.!?\n]{0,80}$", re.M)
+# A chunk's text opens with its place in the document ("Title > Section") on a line of its own,
+# and Markdown headings may remain: labels, not sentences a reader can be quoted. (A list line
+# without a full stop, "- Fibre 100: £30 a month", is content and stays.)
+_PLACE = re.compile(r"\A[^\n.!?]*\n")
+_HEADING = re.compile(r"^\s*#+\s.*$", re.M)
+
+
+# Steps and bullet lists are quoted whole: "3. Press and hold it for 15 seconds" means little
+# without the steps before it.
+_LIST = re.compile(r"(?:^[ \t]*(?:\d{1,2}[.)]|[-*•])[ \t]+.+(?:\n|$))+", re.M)
+
+
+def _units(text: str) -> list[str]:
+    """What a chunk can be quoted by: its sentences, and each list as one piece."""
+    body = _HEADING.sub("", _PLACE.sub("", text.lstrip(), count=1))
+    lists = [" ".join(m.group().split()) for m in _LIST.finditer(body)]
+    return split_sentences(_LIST.sub("\n", body)) + lists
 
 
 def _terms(text: str) -> list[str]:
@@ -99,7 +113,7 @@ def quotes(question: str, sources: Sequence[Source], *, limit: int = 2) -> list[
         (source.n, hit.chunk_id, sentence)
         for source in sources
         for hit in source.hits
-        for sentence in split_sentences(_HEADING.sub("", hit.text))
+        for sentence in _units(hit.text)
         if len(sentence.split()) >= 3
     ]
     if not candidates:

@@ -308,6 +308,21 @@ def _all_words_known(sentence: str, vocabulary: Vocabulary, *, stems: bool) -> b
     return len(words) >= 2 and all(vocabulary.knows(Fact("name", w, _fold(w)), stems=stems) for w in words)
 
 
+def _apart(sentence: str, chunks: Sequence[Vocabulary], asked: Vocabulary, *, stems: bool) -> tuple[str, ...]:
+    """For a sentence stating a number or a code: its facts that no single source passage states
+    together with the rest ("within 30 days ... Zephyr Logistics" built from another company's
+    "30 days" and the question's "Zephyr"). Numbers and codes the customer wrote count as
+    stated; names do not, or a question's name would license any number near it. Empty when
+    one passage holds them all, or the sentence states no number or code."""
+    facts = stated_facts(sentence, nouns_capitalised=stems)
+    if not chunks or not any(f.kind in ("number", "code") for f in facts):
+        return ()
+    needed = [f for f in facts if not (f.kind != "name" and asked.knows(f))]
+    missing = [[f.text for f in needed if not chunk.knows(f, stems=stems)] for chunk in chunks]
+    best = min(missing, key=len)
+    return tuple(dict.fromkeys(best))
+
+
 def verify(
     answer: str,
     sources: Sequence[SourceText],
@@ -331,6 +346,8 @@ def verify(
     language = detect_language(answer) or detect_language(" ".join(s.text for s in sources))
     stems = language not in ("en", "")
     evidence_numbers = [{f.key for f in numbers(text)} for _, text in evidence]
+    chunk_vocabularies = [Vocabulary.of(source.text) for source in sources]
+    asked = Vocabulary.of(question)
     checks = []
     for row, sentence in enumerate(sentences):
         unknown = tuple(dict.fromkeys(f.text for f in unknown_facts(sentence, vocabulary, stems=stems)))
@@ -344,6 +361,8 @@ def verify(
         best = int(np.argmax(scores)) if scores.shape[0] else -1
         score = float(scores[best]) if best >= 0 else 0.0
         chunk, text = evidence[best] if best >= 0 else (None, "")
+        if not unknown:
+            unknown = _apart(sentence, chunk_vocabularies, asked, stems=stems)
         if unknown:
             verdict = "unsupported"
         elif not says_something(sentence):

@@ -105,7 +105,8 @@ def list_items(request: HttpRequest, filters: Query[ItemFilter]) -> dict[str, An
 
 
 @router.get(
-    "/content/items/{item_id}", summary="An item: state, fields, checks, images, revisions with diffs"
+    "/content/items/{item_id}",
+    summary="An item: state, fields, checks, fact check, images, revisions with diffs",
 )
 def get_item(request: HttpRequest, item_id: str) -> dict[str, Any]:
     return present.detail(_item(request, item_id))

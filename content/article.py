@@ -42,6 +42,22 @@ def article_fields(item: ContentItem) -> dict[str, Any]:
     }
 
 
+def text_parts(item: ContentItem) -> list[tuple[str, str]]:
+    """(part, text) of every part of the article that states facts, as the fact check names
+    them: "meta_description", "intro", each section's id, "faq-1", "faq-2"… (the answers; a
+    question asks, it does not claim)."""
+    parts = [("meta_description", item.meta_description or ""), ("intro", item.intro or "")]
+    parts += [
+        (str(s.get("id") or ""), str(s.get("text") or "")) for s in item.sections or [] if isinstance(s, dict)
+    ]
+    parts += [
+        (f"faq-{n}", str(pair.get("answer") or ""))
+        for n, pair in enumerate(item.faq or [], start=1)
+        if isinstance(pair, dict)
+    ]
+    return [(part, text) for part, text in parts if text.strip()]
+
+
 def field_diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, str]:
     """Per field, a unified diff of what changed between two snapshots (only changed fields)."""
     out = {}

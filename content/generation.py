@@ -7,7 +7,10 @@ Every part is written by the one answer path (answers/), like a chat answer: pas
 instructions are screened out, personal data in the brief is redacted in the prompt and restored
 in the text, the prompt is fitted to the model's budget, the output guard drops images, links
 no source names and recitations of the instructions, a stalled or endless model is cut off (the
-step fails), and the item's provenance has the shared shape.
+step fails), and the item's provenance has the shared shape. Sentences in which the model talks
+about the article or its task ("Here is the section:") are stripped (content/checks/self_talk.py),
+and the checks that run after writing include the fact check (content/quality.py): each claim
+against the passages the prompts carried, stored in ContentItem.support.
 
 An editor can regenerate one part (a section, the introduction, the meta description, the FAQ)
 without touching the rest: `regenerate_part`.
@@ -32,6 +35,7 @@ from answers.grounding import Ask, compose, retrieve
 from answers.prompts import ARTICLE_INSTRUCTIONS, ARTICLE_TEMPLATE_VERSION
 from answers.provenance import Provenance
 from content.article import snapshot
+from content.checks.self_talk import strip_self_talk
 from content.errors import StudioError
 from content.images import queue_images
 from content.models import ContentItem, Revision
@@ -131,7 +135,11 @@ class _Writer:
             self.model_key = provenance.model_key or self.model_key
             for record in provenance.retrieved:
                 self.retrieved.setdefault(record["chunk"], record)
-        return [answer.text for answer in answers]
+        # Stripped, not regenerated: the framing ("Here is the section:", "The article will
+        # feature…") carries nothing a reader needs, a first generation is greedy so asking again
+        # gives the same text, and each retry costs a whole model call per part. What is left
+        # is still fact-checked; a part left empty shows as such and the editor regenerates it.
+        return [strip_self_talk(answer.text) for answer in answers]
 
     def provenance(self) -> Provenance:
         """The article's: the model that wrote it, the template, every chunk its prompts carried."""

@@ -90,6 +90,8 @@ def detail(item: ContentItem) -> dict[str, Any]:
         "body": compose_body(item),
         "checks": item.checks,
         "overrides": item.overrides,
+        # The fact check: each sentence with its verdict, source number and evidence passage.
+        "support": item.support,
         "images": [image_data(i) for i in item.images.all()],
         "comments": [
             {

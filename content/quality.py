@@ -1,18 +1,23 @@
 """Running the SEO and quality checks (content/checks/) on an item: its fields as the checks
 read them, the site's existing pages for internal links (the knowledge base's documents and the
-studio's approved and published items), and near-duplicate detection by embedding similarity
-against both."""
+studio's approved and published items), near-duplicate detection by embedding similarity
+against both, and the fact check (each sentence against the passages the article was written
+from), kept in ContentItem.support."""
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Any
 
-from content.article import article_fields, compose_body
+import numpy as np
+from django.conf import settings
+
+from answers.verification import SourceText, split_sentences, verify
+from content.article import article_fields, compose_body, text_parts
 from content.checks import CheckConfig
 from content.checks import run_checks as _run
 from content.models import ContentItem
 from inference.services import get_embedder
-from retrieval.models import Document
+from retrieval.models import Chunk, Document
 from retrieval.search import search
 
 MAX_COMPARED_ITEMS = 200  # the newest approved/published items the near-duplicate check reads
@@ -56,8 +61,56 @@ def similar_to(item: ContentItem):
     return similar
 
 
+def _sources(item: ContentItem) -> tuple[list[SourceText], dict[int | None, int | None]]:
+    """The passages the article's prompts carried (item.retrieved, not those kept out for
+    carrying instructions), as the verifier reads them, and each chunk's source number [n]. A
+    chunk deleted since (its document re-ingested or removed) supports nothing any more."""
+    given = [r for r in item.retrieved if isinstance(r, dict) and r.get("chunk") and not r.get("excluded")]
+    texts = dict(Chunk.objects.filter(pk__in=[r["chunk"] for r in given]).values_list("pk", "text"))
+    sources = [SourceText(r["chunk"], texts[r["chunk"]]) for r in given if r["chunk"] in texts]
+    return sources, {r["chunk"]: r.get("source") for r in given}
+
+
+def fact_check(item: ContentItem) -> list[dict[str, Any]]:
+    """Each sentence of the article's text parts (article.text_parts) checked against the
+    passages it was written from, stored on the item (answers/support.py's records, each with
+    its "part"). A part whose sentences are those already checked keeps its records: after a
+    save or a regeneration only the changed parts cost an embedder call each (the part's
+    sentences and the sources' in one batch). The editor's topic and keyphrase count as known
+    words: they are the brief's, not claims the sources must hold."""
+    before: dict[str, list[dict[str, Any]]] = {}
+    for record in item.support or []:
+        if isinstance(record, dict):
+            before.setdefault(str(record.get("part")), []).append(record)
+    support: list[dict[str, Any]] = []
+    sources: tuple[list[SourceText], dict[int | None, int | None]] | None = None
+    for part, text in text_parts(item):
+        kept = before.get(part)
+        if kept and [r.get("text") for r in kept] == split_sentences(text):
+            support += kept
+            continue
+        if sources is None:
+            sources = _sources(item)
+        passages, numbers = sources
+        verification = verify(
+            text,
+            passages,
+            question=f"{item.brief.topic}\n{item.brief.keyphrase}",
+            embed=get_embedder().embed,
+            threshold=settings.ANSWER_SUPPORT_THRESHOLD,
+        )
+        support += [
+            {**s.record(), "source": numbers.get(s.chunk), "evidence": s.evidence, "part": part}
+            for s in verification.sentences
+        ]
+    if support != item.support:
+        ContentItem.objects.filter(pk=item.pk).update(support=support)
+    item.support = support
+    return support
+
+
 def run_checks(item: ContentItem) -> list[dict]:
-    """Check the item as saved now and store the results on it."""
+    """Fact-check and check the item as saved now and store the results on it."""
     fields = {
         **article_fields(item),
         "images": [{"alt": p.get("alt", ""), "prompt": p.get("prompt", "")} for p in item.image_prompts],
@@ -71,6 +124,7 @@ def run_checks(item: ContentItem) -> list[dict]:
             config=CheckConfig.from_settings(),
             existing_pages=existing_pages(item),
             similar=similar_to(item),
+            support=fact_check(item),
         )
     ]
     ContentItem.objects.filter(pk=item.pk).update(checks=results)

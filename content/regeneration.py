@@ -32,9 +32,12 @@ def _section(item: ContentItem, part: str) -> dict | None:
 
 
 def part_label(item: ContentItem, part: str) -> str:
-    """How the page names a part: "the introduction", "the section “Quick fixes”"."""
+    """How the page names a part: "the introduction", "the section “Quick fixes”", and for
+    the fact check one FAQ answer: "FAQ answer 2"."""
     if part in PART_LABELS:
         return PART_LABELS[part]
+    if part.startswith("faq-") and part[4:].isdigit():
+        return f"FAQ answer {part[4:]}"
     section = _section(item, part)
     heading = (section.get("heading") if section else None) or part
     return f"the section “{heading}”"

@@ -14,6 +14,7 @@ from nltk.corpus.reader.cmudict import CMUDictCorpusReader
 from textstat.backend.utils import get_cmudict
 
 from content.checks import CHECK_IDS, CheckConfig, dictionary, run_checks, summary
+from content.checks.self_talk import self_talk_sentences, strip_self_talk
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -93,9 +94,31 @@ def not_similar(text):
     return [("Marathon training plan", 0.41), ("Cycling helmets", 0.12)]
 
 
+def claim(text, verdict, *, unknown=(), part="intro"):
+    """One sentence of the stored fact check (answers/support.py's records, with its part)."""
+    return {
+        "text": text,
+        "verdict": verdict,
+        "score": 0.8 if verdict == "supported" else 0.3,
+        "chunk": 7,
+        "source": 1,
+        "evidence": "Most running shoes last 800 km." if verdict == "supported" else "",
+        "unknown": list(unknown),
+        "part": part,
+    }
+
+
+# The well-formed article's fact check: its claims supported, a courtesy sentence neutral.
+SUPPORTED = [
+    claim("Most running shoes last for about eight hundred kilometres.", "supported", part="s5"),
+    claim("Your legs will thank you.", "neutral", part="s5"),
+]
+
+
 def check(fields=None, keyphrase=KEYPHRASE, language="en", **kwargs):
     kwargs.setdefault("existing_pages", PAGES)
     kwargs.setdefault("similar", not_similar)
+    kwargs.setdefault("support", SUPPORTED)
     results = run_checks(fields if fields is not None else article(), keyphrase, language, **kwargs)
     return {r.id: r for r in results}
 
@@ -105,11 +128,13 @@ def replace_body(old, new):
 
 
 def test_well_formed_article_passes_every_check():
-    results = run_checks(article(), KEYPHRASE, "en", existing_pages=PAGES, similar=not_similar)
+    results = run_checks(
+        article(), KEYPHRASE, "en", existing_pages=PAGES, similar=not_similar, support=SUPPORTED
+    )
 
     assert [r.id for r in results] == list(CHECK_IDS)
     assert {r.id: r.status for r in results if r.status != "pass"} == {}
-    assert summary(results) == {"pass": 18, "warn": 0, "fail": 0, "total": 18, "blocking_failures": []}
+    assert summary(results) == {"pass": 20, "warn": 0, "fail": 0, "total": 20, "blocking_failures": []}
     assert all(r.reason.endswith(".") and r.label for r in results)
     json.dumps([r.to_dict() for r in results])  # stored as JSON by the studio
 
@@ -205,6 +230,11 @@ BROKEN = {
         "warn",
         ['"Pricing" (https://www.example.com/pricing/)'],
     ),
+    "self_talk": (
+        lambda: replace_body("Take your time and read it step by step.", "Here is the section:"),
+        "fail",
+        ["1 sentence talks about the article", "“Here is the section:”"],
+    ),
 }
 
 
@@ -290,13 +320,14 @@ def test_failing_blocking_check_is_listed_in_summary():
         "en",
         existing_pages=PAGES,
         similar=lambda text: [("Old page", 0.97)],
+        support=SUPPORTED,
     )
 
     assert summary(results) == {
-        "pass": 16,
+        "pass": 18,
         "warn": 0,
         "fail": 2,
-        "total": 18,
+        "total": 20,
         "blocking_failures": ["single_h1", "near_duplicate"],
     }
 
@@ -628,3 +659,144 @@ def test_keyphrase_punctuation_inside_words_matches_as_written(keyphrase, text, 
     result = check(article(body="# T\n\n" + text), keyphrase)["keyphrase_density"]
 
     assert f"({uses} use{'' if uses == 1 else 's'} in" in result.reason
+
+
+# --- The fact check ---------------------------------------------------------------------------
+
+
+def test_an_unsupported_claim_fails_the_facts_check_saying_how_many_and_what_is_missing():
+    support = [
+        *SUPPORTED,
+        claim("The Trail Pro costs £7.99 a month.", "unsupported", unknown=["Trail Pro", "7.99"], part="s3"),
+        claim("Foam shoes are the lightest.", "unsupported", part="s3"),
+    ]
+
+    result = check(support=support)["facts"]
+
+    assert (result.status, result.value, result.blocking) == ("fail", 2, True)
+    assert result.reason.startswith("2 of 3 claims are not supported by the sources")
+    assert "“The Trail Pro costs £7.99 a month.” (not in the sources: Trail Pro, 7.99)" in result.reason
+
+
+@pytest.mark.parametrize(
+    ("support", "status", "value", "reason"),
+    [
+        (SUPPORTED, "pass", 0, "Its one claim is supported by the sources."),
+        (SUPPORTED * 3, "pass", 0, "All 3 claims are supported by the sources."),
+        (
+            [claim("Thanks for reading!", "neutral")],
+            "pass",
+            0,
+            "The text states nothing that needs a source.",
+        ),
+        ([], "pass", 0, "The text states nothing that needs a source."),
+        (None, "warn", None, "The claims were not checked against the sources."),
+        ([claim("It costs £9.", "unsupported")], "fail", 1, "1 of 1 claim is not supported by the sources"),
+    ],
+)
+def test_facts_check_counts_claims_not_neutral_sentences(support, status, value, reason):
+    result = check(support=support)["facts"]
+
+    assert (result.status, result.value) == (status, value)
+    assert result.reason.startswith(reason)
+
+
+def test_facts_check_is_blocking_unless_a_team_makes_it_advisory():
+    unsupported = [claim("It costs £9.", "unsupported")]
+    advisory = CheckConfig(blocking=frozenset(CHECK_IDS) - {"facts"})
+
+    assert check(support=unsupported)["facts"].blocking
+    assert not check(support=unsupported, config=advisory)["facts"].blocking
+
+
+# --- Text that talks about itself -------------------------------------------------------------
+
+# What small models wrote around article parts (the first two seen in the studio), and the
+# kinds of framing they stand for.
+SELF_TALK = [
+    "The article will feature tips for choosing a pair.",
+    "Here is the section:",
+    "In this article we will look at the fit and the grip.",
+    "In this post, you'll learn what to check in the shop.",
+    "This section is going to cover the basics.",
+    "The introduction aims to get beginners started.",
+    "Here's a two-sentence introduction about running shoes:",
+    "Below is my answer:",
+    "As an AI, I cannot try shoes on.",
+    "As a language model I have no feet.",
+    "Sure, here is the FAQ.",
+    "Certainly! Running shoes matter.",
+    "I hope this helps!",
+    "Let me know if you need more tips.",
+    "I will now write the section about trail shoes.",
+    "The keyphrase running shoes appears in every heading.",
+    "As requested, the tone is friendly.",
+    "Written in about 200 words.",
+    "Word count: 180.",
+]
+
+# Sentences of real support and how-to articles that look close and must pass.
+NOT_SELF_TALK = [
+    "This guide shows new runners what to look for.",
+    "You will learn how to check the fit, the weight and the grip.",
+    "Follow the instructions on the screen.",
+    "At the prompt, type your password.",
+    "The post will arrive within three days.",
+    "The text will appear on your phone.",
+    "Here are the steps to reset your router:",
+    "Of course, a faster plan costs more.",
+    "The next section of cable runs to the wall.",
+    "Let me explain: the router restarts itself.",
+    "Our Fibre 500 plan costs £35 a month.",
+]
+
+
+@pytest.mark.parametrize("sentence", SELF_TALK)
+def test_a_sentence_about_the_article_or_the_task_fails_the_self_talk_check(sentence):
+    result = check(replace_body("Take your time and read it step by step.", sentence))["self_talk"]
+
+    assert (result.status, result.value, result.blocking) == ("fail", 1, True)
+    assert "talks about the article, the instructions or the model" in result.reason
+
+
+@pytest.mark.parametrize("sentence", NOT_SELF_TALK)
+def test_article_sentences_that_look_alike_pass_the_self_talk_check(sentence):
+    assert self_talk_sentences(sentence) == []
+    assert (
+        check(replace_body("Take your time and read it step by step.", sentence))["self_talk"].status
+        == "pass"
+    )
+
+
+def test_self_talk_in_the_meta_description_or_an_faq_answer_fails_too():
+    meta = check(article(meta_description="This meta description is about running shoes."))["self_talk"]
+    faq = check(article(faq=[{"question": "How long?", "answer": "Sure, here is the answer: 800 km."}]))
+
+    assert (meta.status, meta.value) == ("fail", 1)
+    assert (faq["self_talk"].status, faq["self_talk"].value) == ("fail", 1)
+    assert "“Sure, here is the answer:”" in faq["self_talk"].reason  # the lead-in, not the 800 km
+
+
+@pytest.mark.parametrize(
+    ("written", "kept"),
+    [
+        ("Here is the section: Restart the router. I hope this helps!", "Restart the router."),
+        (
+            "The article will feature tips. Move the router up high.\n\nUse 5 GHz close by.",
+            "Move the router up high.\n\nUse 5 GHz close by.",
+        ),
+        ("Introduction:\nSlow wifi has three causes.", "Slow wifi has three causes."),
+        (
+            "Here are 3 questions customers ask:\n1. How fast is it?\n2. Can I cancel?",
+            "1. How fast is it?\n2. Can I cancel?",
+        ),
+        ("- Sure, here you go.\n- Keep the router high.", "- Keep the router high."),
+        (
+            "Restart the router. Follow the instructions on the screen.",
+            "Restart the router. Follow the instructions on the screen.",
+        ),
+        ("As an AI, I cannot visit you.", ""),
+    ],
+)
+def test_strip_self_talk_keeps_the_text_and_its_layout(written, kept):
+    assert strip_self_talk(written) == kept

@@ -64,7 +64,7 @@ def test_a_brief_becomes_a_grounded_article_with_meta_faq_checks_and_images(gene
     assert item.title == BRIEF["topic"] and item.slug == "slow-wifi" and item.meta_description
     assert len(item.sections) == 3 and all(s["heading"] and s["text"] for s in item.sections)
     assert item.intro and len(item.image_prompts) == 2
-    assert item.model_version is not None and item.prompt_template == "article-v2"
+    assert item.model_version is not None and item.prompt_template == "article-v3"
     assert item.retrieved and any("Wi-Fi" in r["title"] for r in item.retrieved)
     assert item.checks and {c["status"] for c in item.checks} <= {"pass", "warn", "fail"}
     assert Revision.objects.get(item=item).author is None  # revision 1: the model's

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -90,6 +91,30 @@ def test_eval_answers_prints_every_metric_and_leaves_no_collection_behind(tmp_pa
     assert not Document.objects.filter(collection__startswith="eval-").exists()
     assert not Conversation.objects.filter(collection__startswith="eval-").exists()
     assert not list(settings.INDEX_DIR.glob("eval-*"))
+
+
+SAMPLE = Path(__file__).parent / "data" / "squad2-sample.json"
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_on_public_squad_questions_answers_state_nothing_the_sources_do_not(embedder):
+    """20 public SQuAD 2.0 questions (10 unanswerable) over the 48 paragraphs of their article,
+    through the default answer path: the JSON has every figure, almost no answer names a number
+    or name found in neither its sources nor the question, and answers hold the gold fact at
+    least as often as the one-sentence extractive baseline."""
+    out = StringIO()
+    call_command("eval_answers", "--squad", str(SAMPLE), stdout=out)
+    result = json.loads(out.getvalue())
+
+    assert result["answerable"] == 10 and result["unanswerable"] == 10
+    for key in ("fact", "cite", "decline", "false_decline", "unsupported", "baseline_fact", "verified"):
+        assert 0.0 <= result[key] <= 1.0, key
+    assert [point["threshold"] for point in result["decline_curve"]] == sorted(
+        point["threshold"] for point in result["decline_curve"]
+    )
+    assert result["unsupported"] <= 0.05
+    assert result["fact"] >= result["baseline_fact"]
 
 
 def test_limit_takes_the_first_answerable_and_unanswerable_questions_in_file_order(tmp_path):

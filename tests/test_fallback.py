@@ -29,6 +29,7 @@ def model_answers(settings):
     """These tests are about the model's failures: the chat answers in the model's own words."""
     settings.CHAT_ANSWER_STYLE = "model"
 
+
 ORIGIN = (b"origin", b"http://127.0.0.1:8000")
 QUESTION = "How do I factory reset my router?"  # the demo knowledge base answers it: the model is asked
 

@@ -34,8 +34,10 @@ from content.checks.config import (
     Value,
     summary,
 )
+from content.checks.facts import facts
 from content.checks.readability import readability
 from content.checks.reading import Article, Report
+from content.checks.self_talk import self_talk
 from content.checks.seo import keyphrase_checks, length_checks
 from content.checks.structure import near_duplicate, structure
 
@@ -61,16 +63,19 @@ def run_checks(
     config: CheckConfig | None = None,
     existing_pages: Sequence[tuple[str, str]] = (),
     similar: SimilarFn | None = None,
+    support: Sequence[Mapping[str, Any]] | None = None,
 ) -> list[CheckResult]:
     """All checks, in `CHECK_IDS` order.
 
     `fields` holds title, meta_title, meta_description, slug, body (Markdown), faq and images
-    ([{"alt", "prompt"}]); missing or empty fields give failing checks, never exceptions. The
-    FAQ is not checked. `existing_pages` are (title, url) of the site's pages, for the
-    internal-link check. `similar(text)` returns (title, cosine similarity) of the closest
-    existing content; it costs one embedding and one index search per call. Without it, the
-    near-duplicate check warns "not checked" (a pass would claim what nobody verified). Its
-    errors propagate.
+    ([{"alt", "prompt"}]); missing or empty fields give failing checks, never exceptions. Of
+    the FAQ only the answers are read, for self-talk. `existing_pages` are (title, url) of the
+    site's pages, for the internal-link check. `similar(text)` returns (title, cosine
+    similarity) of the closest existing content; it costs one embedding and one index search
+    per call. Without it, the near-duplicate check warns "not checked" (a pass would claim
+    what nobody verified). Its errors propagate. `support` is the article's fact check
+    (answers/support.py's records, see facts.py); without it the facts check warns "not
+    checked" too.
     """
     article = Article.read(fields, language)
     report = Report(config or CheckConfig())
@@ -79,4 +84,6 @@ def run_checks(
     readability(article, report)
     structure(article, existing_pages, report)
     near_duplicate(article, similar, report)
+    facts(support, report)
+    self_talk(article, fields.get("faq"), report)
     return report.results

@@ -35,6 +35,8 @@ LABELS: dict[str, str] = {
     "image_alt_text": "Image alt text",
     "internal_links": "Internal links",
     "near_duplicate": "Near-duplicate content",
+    "facts": "Claims supported by the sources",
+    "self_talk": "Talks about itself",
 }
 CHECK_IDS = tuple(LABELS)
 

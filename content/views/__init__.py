@@ -1,7 +1,7 @@
 """The content studio's staff pages (editors only): the dashboard (items by state, search and
 assignee, what awaits each reviewer, the new-brief form) and one item's page (its edit form,
-regeneration, comments, checks and overrides, state moves, assignment, image candidates,
-revisions and history), as plain HTML forms that work without JavaScript. static/parley/studio.js
+regeneration, comments, checks and overrides, the fact check, state moves, assignment, image
+candidates, revisions and history), as plain HTML forms that work without JavaScript. static/parley/studio.js
 only follows the generation's, a regeneration's and the images' progress.
 
 Every change goes through the service layer (content/review.py, regeneration.py, images.py,

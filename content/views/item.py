@@ -1,5 +1,6 @@
-"""One item's page: its edit form, regeneration, comments, checks and overrides, state moves,
-assignment, image candidates, revisions and history. The forms post to content/views/actions.py."""
+"""One item's page: its edit form, regeneration, comments, checks and overrides, the fact check,
+state moves, assignment, image candidates, revisions and history. The forms post to
+content/views/actions.py."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from django.views.decorators.http import require_GET
 from django_fsm import can_proceed
 
 from content import present
+from content.checks.facts import claims
 from content.models import ContentItem
-from content.regeneration import IN_FLIGHT
+from content.regeneration import IN_FLIGHT, part_label
 from content.views.base import (
     EXPORTABLE,
     STATE_LABELS,
@@ -74,6 +76,26 @@ def _gallery(item: ContentItem, data: list[dict[str, Any]]) -> tuple[list[dict[s
     return slots, orphans
 
 
+def fact_check(item: ContentItem) -> dict[str, Any]:
+    """The fact-check panel: each claim of the text (ContentItem.support, kept by
+    content/quality.py after every generation, save and regeneration) with the part it is in,
+    and its source passage ([n], the document's title, the sentence) or why it has none."""
+    titles = {r.get("chunk"): r.get("title") for r in item.retrieved if isinstance(r, dict)}
+    rows = [
+        {
+            "part": part_label(item, str(r.get("part") or "")),
+            "text": str(r.get("text") or ""),
+            "supported": r.get("verdict") == "supported",
+            "source": r.get("source"),
+            "title": titles.get(r.get("chunk")) or "(untitled)",
+            "evidence": str(r.get("evidence") or ""),
+            "unknown": [str(u) for u in r.get("unknown") or []],
+        }
+        for r in claims(item.support or [])
+    ]
+    return {"claims": rows, "unsupported": sum(not row["supported"] for row in rows)}
+
+
 def item_response(
     request: HttpRequest,
     item: ContentItem,
@@ -125,6 +147,7 @@ def item_response(
             "comment_forms": comment_forms,
             "other_comments": [c for anchored in comments.values() for c in anchored],
             "checks": checks,
+            "facts": fact_check(item),
             "needs_overrides": can["approve"] and any(c["failing"] and not c["override"] for c in checks),
             "can": can,
             "slots": slots,
