@@ -103,7 +103,14 @@ async def quoted_answer(conversation: Conversation, question: str, retrieval: Re
 async def pinned_answer(conversation: Conversation, pinned: PinnedMatch, started: float):
     """A curated answer, as written, with its source."""
     async for event in fixed_answer(
-        conversation, pinned.answer.answer, pinned.citations(), pinned.template, pinned.retrieved(), started
+        conversation,
+        pinned.answer.answer,
+        pinned.citations(),
+        pinned.template,
+        pinned.retrieved(),
+        started,
+        verified=True,  # written and approved by a person
+        confidence=pinned.score,
     ):
         yield event
 

@@ -29,11 +29,17 @@ def _since(days: int):
 def summary(days: int = 30, top: int = 10) -> dict[str, Any]:
     since = _since(days)
     conversations = Conversation.objects.filter(created_at__gte=since)
-    answered = conversations.filter(
-        Exists(Message.objects.filter(conversation=OuterRef("pk"), role=Message.Role.ASSISTANT))
-    )
+    answers_in = Message.objects.filter(conversation=OuterRef("pk"), role=Message.Role.ASSISTANT)
     thumbs_down = Feedback.objects.filter(value=-1, message__conversation=OuterRef("pk"))
-    resolved = answered.filter(handoff_at__isnull=True).exclude(Exists(thumbs_down))
+    # Resolved by the assistant: it gave a verified answer (every sentence supported by the
+    # sources, or a pinned answer a person approved), never said it was unsure, and the visitor
+    # neither asked for a person nor gave a thumbs-down. An answer that merely sounded right is
+    # not a resolution.
+    resolved = (
+        conversations.filter(Exists(answers_in.filter(verified=True)), handoff_at__isnull=True)
+        .exclude(Exists(answers_in.filter(unanswered=True)))
+        .exclude(Exists(thumbs_down))
+    )
     total = conversations.count()
     handoffs = conversations.filter(handoff_at__isnull=False).count()
     answers = Message.objects.filter(role=Message.Role.ASSISTANT, created_at__gte=since)
