@@ -18,8 +18,8 @@ passage and offers a person.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from django.conf import settings
@@ -29,14 +29,22 @@ from answers.support import Quote, check, quotes, records
 from answers.verification import numbers
 from retrieval.loaders.language import detect_language
 
-# A question wanting a quantity, a date or a time: its answer states a number.
+# A question wanting a quantity, a date, a time or an amount: its answer states a number.
 _WANTS_NUMBER = re.compile(
     r"^\W*(how (many|much|long|old|often|far|big|large|fast|soon)|when|what (year|date|time|percentage"
-    r"|number|age)|in (what|which) year|wie (viele?|lange|alt|oft)|wann|combien|quand)\b",
+    r"|number|age)|in (what|which) year|wie (viele?|lange|alt|oft)|wann|combien|quand)\b"
+    r"|^\W*(what|which)\b.*\b(fee|fees|price|prices|cost|costs|charge|charges|rate|rates)\b",
     re.I,
 )
 # Recorded as the answer's prompt_template: which rule wrote it (its finish_reason: "extractive").
 EXTRACTIVE_TEMPLATE = "extractive:v1"
+# A question about an amount of money wants one: a number with a currency.
+_WANTS_MONEY = re.compile(
+    r"\b(fees?|prices?|costs?|charges?|pay|paid|compensation|kosten|preis|prix|coût)\b", re.I
+)
+_MONEY = re.compile(
+    r"[£$€¥₹]\s?\d|\d\s?(?:[£$€¥₹]|eur|usd|gbp|chf|kr|crowns?|euros?|dollars?|pounds?|francs?)\b", re.I
+)
 # Keep the second-best sentence when it scores at least this share of the best: it usually
 # carries the rest of the answer; below, it is mostly words (measured: RESULTS.md, issue 16).
 SECOND_SENTENCE_RATIO = 0.8
@@ -89,14 +97,39 @@ class Assessment:
 
 def assess(question: str, sources: Sequence[Source], *, language: str = "") -> Assessment:
     """The best one or two source sentences for `question` and whether they answer it."""
-    found = quotes(question, sources, limit=2)
+    ranked = quotes(question, sources, limit=8)
+    found = ranked[:2]
+    wants_number = bool(_WANTS_NUMBER.search(question))
+    states = _states_money if wants_number and _WANTS_MONEY.search(question) else _states_number
+    if wants_number and ranked and not states(ranked[0].text):
+        found = _with_number(ranked, states)
     if len(found) == 2 and found[1].score < SECOND_SENTENCE_RATIO * found[0].score:
         found = found[:1]
     confidence = found[0].score - found[0].coverage if found else 0.0
     sure = bool(found) and confidence >= settings.ANSWER_MIN_CONFIDENCE
-    if sure and _WANTS_NUMBER.search(question):
-        sure = any(numbers(q.text) for q in found)
+    if sure and wants_number:
+        sure = any(states(q.text) for q in found)
     return Assessment(tuple(found), round(confidence, 4), sure, language or detect_language(question))
+
+
+def _states_number(text: str) -> bool:
+    return bool(numbers(text))
+
+
+def _states_money(text: str) -> bool:
+    return bool(_MONEY.search(text))
+
+
+def _with_number(ranked: list[Quote], states: Callable[[str], bool]) -> list[Quote]:
+    """For a question wanting a number (or an amount) whose best sentence states none: that
+    sentence with the one after it when that one states it ("An early termination fee applies."
+    "It is £10 for each full month remaining."), else the best sentence that states one."""
+    best = ranked[0]
+    if best.following and states(best.following):
+        follow = replace(best, text=best.following, score=best.score, following="")
+        return [best, follow]
+    stating = [q for q in ranked if states(q.text)]
+    return stating[:1] or ranked[:1]
 
 
 def quoted(found: Sequence[Quote]) -> str:

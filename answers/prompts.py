@@ -10,7 +10,7 @@ from core.redaction import redact, redaction_enabled
 from retrieval.search import Hit
 
 ANSWER_TEMPLATE_VERSION = "answer-v2"
-# v2: the model writes the body only; the desk adds the greeting and sign-off (drafting.letter).
+# v2: the model writes the body only; the desk adds the greeting and sign-off (assistant/desk/letter.py).
 DRAFT_TEMPLATE_VERSION = "desk-draft-v2"
 # v2: through the one answer path (content/generation.py): the sources as numbered blocks like
 # the chat's, the brief and the task in the user turn (redacted), the instructions alone first.

@@ -77,10 +77,15 @@ _LIST = re.compile(r"(?:^[ \t]*(?:\d{1,2}[.)]|[-*•])[ \t]+.+(?:\n|$))+", re.M)
 
 
 def _units(text: str) -> list[str]:
-    """What a chunk can be quoted by: its sentences, and each list as one piece."""
+    """What a chunk can be quoted by, in its order: its sentences, and each list as one piece."""
     body = _HEADING.sub("", _PLACE.sub("", text.lstrip(), count=1))
-    lists = [" ".join(m.group().split()) for m in _LIST.finditer(body)]
-    return split_sentences(_LIST.sub("\n", body)) + lists
+    units: list[str] = []
+    at = 0
+    for match in _LIST.finditer(body):
+        units += split_sentences(body[at : match.start()])
+        units.append(" ".join(match.group().split()))
+        at = match.end()
+    return [u for u in units + split_sentences(body[at:]) if len(u.split()) >= 3]
 
 
 def _terms(text: str) -> list[str]:
@@ -99,6 +104,7 @@ class Quote:
     chunk: int
     score: float  # similarity (cosine) plus the share of the question's words it holds
     coverage: float  # that share: the question's words (weighted by rarity) found in the sentence
+    following: str = ""  # the next sentence (or list) of the same passage, if any
 
 
 def quotes(question: str, sources: Sequence[Source], *, limit: int = 2) -> list[Quote]:
@@ -109,30 +115,27 @@ def quotes(question: str, sources: Sequence[Source], *, limit: int = 2) -> list[
     "1971" or "Cook" counts for more than "problem". A lookup question's answer usually sits in
     the sentence that repeats its rare words; the embedding breaks ties and finds paraphrases.
     Cost: one embedder batch of the question and every sentence of the sources."""
-    candidates = [
-        (source.n, hit.chunk_id, sentence)
-        for source in sources
-        for hit in source.hits
-        for sentence in _units(hit.text)
-        if len(sentence.split()) >= 3
-    ]
+    unique: dict[str, tuple[int, int, str, str]] = {}
+    for source in sources:
+        for hit in source.hits:
+            units = _units(hit.text)
+            for i, unit in enumerate(units):
+                following = units[i + 1] if i + 1 < len(units) else ""
+                unique.setdefault(unit, (source.n, hit.chunk_id, unit, following))
+    candidates = list(unique.values())
     if not candidates:
         return []
-    unique: dict[str, tuple[int, int, str]] = {}
-    for candidate in candidates:
-        unique.setdefault(candidate[2], candidate)
-    candidates = list(unique.values())
-    sentence_terms = [set(_terms(text)) for _, _, text in candidates]
+    sentence_terms = [set(_terms(text)) for _, _, text, _ in candidates]
     frequency = Counter(term for terms in sentence_terms for term in terms)
     wanted = set(_terms(question))
     weight = {term: math.log(1 + len(candidates) / (1 + frequency[term])) for term in wanted}
     total = sum(weight.values()) or 1.0
-    vectors = get_embedder().embed([question, *(text for _, _, text in candidates)])
+    vectors = get_embedder().embed([question, *(text for _, _, text, _ in candidates)])
     similarity = vectors[1:] @ vectors[0]
     scored = []
     rows = zip(candidates, sentence_terms, np.asarray(similarity), strict=True)
-    for (n, chunk, text), terms, cosine in rows:
+    for (n, chunk, text, following), terms, cosine in rows:
         coverage = sum(weight[t] for t in wanted & terms) / total
-        scored.append(Quote(text, n, chunk, float(cosine) + coverage, coverage))
+        scored.append(Quote(text, n, chunk, float(cosine) + coverage, coverage, following))
     scored.sort(key=lambda q: q.score, reverse=True)
     return scored[:limit]

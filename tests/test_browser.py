@@ -9,7 +9,9 @@ import pytest
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 
-def test_visitor_opens_the_widget_asks_and_sees_the_answer_grow_with_a_source(live_parley, browser, tmp_path):
+def test_visitor_opens_the_widget_asks_and_sees_a_verified_answer_with_its_source(
+    live_parley, browser, tmp_path
+):
     page = browser.new_page(viewport={"width": 390, "height": 800})  # a phone-width screen
     page.goto(live_parley.url + "/")
     # The widget lives in a shadow root; Playwright's CSS locators pierce open shadow roots.
@@ -25,8 +27,10 @@ def test_visitor_opens_the_widget_asks_and_sees_the_answer_grow_with_a_source(li
         if page.locator(".parley-source").count():
             break
         time.sleep(0.05)
-    grew = [b for a, b in zip(lengths, lengths[1:], strict=False) if b > a]
-    assert len(grew) >= 2, f"the answer did not stream: {lengths[-5:]}"
+    # The answer arrives sentence by sentence, each verified first (by default the sources'
+    # own sentences: they arrive together, well within a second).
+    assert lengths[-1] > 0, "no answer"
+    assert "15 seconds" in answer.inner_text()  # the source's fact
     source = page.locator(".parley-source").first
     source.wait_for(state="visible")
     assert "router" in source.inner_text().lower()

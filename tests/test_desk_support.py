@@ -19,7 +19,7 @@ from django.core import mail as sent_mail
 from django.test import Client, override_settings
 from django.urls import reverse
 
-from assistant.desk import drafting, outbound, review
+from assistant.desk import drafting, letter, outbound, review
 from assistant.desk.inbound import receive_raw
 from assistant.models import Draft, MailMessage, OutboundMail, Ticket, TriageLabel
 from inference.base import Generation, TextGenerator, Usage
@@ -154,12 +154,11 @@ def test_a_customer_without_a_name_gets_the_plain_greeting_in_the_tickets_langua
     ticket.language = "de"
     question = drafting.latest_question(ticket)
     assert (
-        drafting.letter(ticket, question, "Text.")
-        == "Hallo,\n\nText.\n\nFreundliche Grüße\nBrightline support"
+        letter.letter(ticket, question, "Text.") == "Hallo,\n\nText.\n\nFreundliche Grüße\nBrightline support"
     )
     ticket.language = "xx"  # a language without its own greeting: English
-    assert drafting.letter(ticket, question, "Text.").startswith("Hello,")
-    assert drafting.letter(ticket, question, "  ") == ""  # never a greeting around nothing
+    assert letter.letter(ticket, question, "Text.").startswith("Hello,")
+    assert letter.letter(ticket, question, "  ") == ""  # never a greeting around nothing
 
 
 def test_an_edited_version_is_checked_again_against_the_same_sources(scripted, signed_in, agent):
@@ -240,4 +239,4 @@ def test_sentences_and_their_evidence_are_shown_as_text_never_as_markup(signed_i
     ],
 )
 def test_the_models_own_greeting_and_sign_off_are_cut_from_the_body(written, body):
-    assert drafting.letter_body(written) == (body or written)
+    assert letter.letter_body(written) == (body or written)

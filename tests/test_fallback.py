@@ -74,8 +74,10 @@ class EndlessModel(_Double):
     """Keeps talking, a word every 50 ms, forever."""
 
     async def behave(self):
-        while True:
-            yield " word"
+        count = 0
+        while True:  # never the same words twice: a loop would be stopped before the timeout
+            count += 1
+            yield f" word{count}"
             await asyncio.sleep(0.05)
 
 
@@ -238,3 +240,29 @@ def test_an_article_part_from_a_model_that_never_stops_fails_the_step_not_the_wo
         generate(item.pk)
     item.refresh_from_db()
     assert item.generation == ContentItem.Generation.FAILED and "CutOff" in item.error
+
+
+class LoopingModel(_Double):
+    """Says one sentence, then the same few words over and over (a 135M model's favourite)."""
+
+    async def behave(self):
+        yield "Hold the pinhole button for 15 seconds."
+        while True:
+            yield " Tablets running on tablets"
+            await asyncio.sleep(0.01)
+
+
+async def test_a_model_that_loops_is_stopped_at_the_loop_and_its_answer_ends_before_it(demo_kb):
+    from answers.generate import Spec, complete
+    from answers.grounding import Prompt
+
+    _Double.closed.clear()
+    with override_settings(TEXT_GENERATOR_BACKEND=backend(LoopingModel)):
+        from answers.fallback import load_generator
+
+        answer = await complete(
+            load_generator(), Prompt(messages=[], sources=[]), Spec("Be brief.", "test", max_tokens=500)
+        )
+    assert answer.looped and answer.failure is None
+    assert answer.text == "Hold the pinhole button for 15 seconds."
+    assert _Double.closed == ["LoopingModel"]  # the model was stopped, not left to run to the cap

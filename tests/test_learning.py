@@ -63,7 +63,8 @@ def test_an_approved_reply_carrying_an_injected_instruction_is_left_out(db):
 def test_personal_data_is_left_out_until_a_legal_basis_is_recorded_then_redacted(db, admin_user):
     reply = curated(
         "Hi, this is Margaret Thornbury, please call me on +44 20 7946 0958 about my reset.",
-        "Dear Margaret Thornbury, hold the reset button for 10 seconds [1]. We will call +44 20 7946 0958.",
+        "Dear Margaret Thornbury,\n\nHold the reset button for 10 seconds [1]. We will call Margaret "
+        "Thornbury on +44 20 7946 0958.\n\nKind regards,\nThe support team",
         source=TrainingExample.Source.EMAIL,
         customer_email="margaret@example.org",
     )
@@ -80,6 +81,8 @@ def test_personal_data_is_left_out_until_a_legal_basis_is_recorded_then_redacted
     text = json.dumps(example.training_messages())
     assert "Thornbury" not in text and "7946" not in text
     assert "<PERSON_1>" in example.answer and "<PHONE_NUMBER_1>" in example.answer
+    # The greeting and sign-off are the desk's (assistant/desk/letter.py): the model learns the body only.
+    assert not example.answer.startswith("Dear") and "Kind regards" not in example.answer
     # The same person gets the same placeholder in the question and in the answer.
     assert "<PERSON_1>" in example.question
     assert data.stats()["redacted_items"] >= 4
@@ -128,6 +131,7 @@ async def test_the_whole_loop_trains_evaluates_registers_promotes_serves_and_rol
     base_version, demo_kb, admin_user, tmp_path, settings
 ):
     settings.FINETUNE_DIR = tmp_path
+    settings.CHAT_ANSWER_STYLE = "model"  # the promoted model must be the one answering
     from asgiref.sync import sync_to_async
 
     from assistant.chat.actions import stream_answer

@@ -35,7 +35,7 @@ import numpy as np
 
 from answers.guard import carries_instructions
 from answers.prompts import DRAFT_INSTRUCTIONS, INSTRUCTIONS, prompt_messages
-from assistant.desk.drafting import letter_body
+from assistant.desk.letter import letter_body
 from assistant.models import TrainingExample
 from core.errors import DomainError
 from core.models import GovernanceSettings
@@ -149,7 +149,7 @@ def _from_row(row: TrainingExample) -> Example:
         instructions = DRAFT_INSTRUCTIONS if row.source == TrainingExample.Source.EMAIL else INSTRUCTIONS
         messages, numbers = _prompt(instructions, row.sources, row.context, row.question)
     # An approved email carries the desk's greeting and sign-off, which the model is told not to
-    # write (drafting.letter adds them): it learns the body only.
+    # write (desk/letter.py adds them): it learns the body only.
     answer = letter_body(row.answer) if row.source == TrainingExample.Source.EMAIL else row.answer
     return Example(f"te:{row.pk}", row.source, messages, answer.strip(), numbers)
 
