@@ -76,16 +76,47 @@ _HEADING = re.compile(r"^\s*#+\s.*$", re.M)
 _LIST = re.compile(r"(?:^[ \t]*(?:\d{1,2}[.)]|[-*•])[ \t]+.+(?:\n|$))+", re.M)
 
 
-def _units(text: str) -> list[str]:
-    """What a chunk can be quoted by, in its order: its sentences, and each list as one piece."""
-    body = _HEADING.sub("", _PLACE.sub("", text.lstrip(), count=1))
+# A table (Markdown, or as the loaders flatten one: cells between "|"): a header line, then rows.
+_TABLE = re.compile(r"(?:^[^\n]*\|[^\n]*(?:\n|$)){2,}", re.M)
+_RULE = re.compile(r"^[\s|:\-]+$")
+
+
+def _rows(table: str) -> list[str]:
+    """Each row of a table as a sentence that names its columns: "Plan: Gigabit 1000; Download:
+    1000 Mbps; Monthly price: £50.", so a quoted row says what its numbers are."""
+    lines = [line for line in table.splitlines() if line.strip() and not _RULE.match(line)]
+    header = [cell.strip() for cell in lines[0].strip().strip("|").split("|")]
+    rows = []
+    for line in lines[1:]:
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        pairs = [
+            f"{name}: {cell}" if name else cell for name, cell in zip(header, cells, strict=False) if cell
+        ]
+        rows.append("; ".join(pairs) + ".")
+    return rows
+
+
+def _pieces(body: str) -> list[str]:
+    """Sentences, with each list as one piece (steps mean little alone)."""
     units: list[str] = []
     at = 0
     for match in _LIST.finditer(body):
         units += split_sentences(body[at : match.start()])
         units.append(" ".join(match.group().split()))
         at = match.end()
-    return [u for u in units + split_sentences(body[at:]) if len(u.split()) >= 3]
+    return units + split_sentences(body[at:])
+
+
+def _units(text: str) -> list[str]:
+    """What a chunk can be quoted by, in its order: its sentences, each list as one piece, each
+    table row as a sentence naming its columns."""
+    body = _HEADING.sub("", _PLACE.sub("", text.lstrip(), count=1))
+    units: list[str] = []
+    at = 0
+    for match in _TABLE.finditer(body):
+        units += _pieces(body[at : match.start()]) + _rows(match.group())
+        at = match.end()
+    return [u for u in units + _pieces(body[at:]) if len(u.split()) >= 3]
 
 
 def _terms(text: str) -> list[str]:

@@ -122,3 +122,12 @@ def test_a_loop_is_cut_before_it_starts_and_a_capped_answer_ends_at_its_last_sen
     assert tidy("Open the app. Tap Settings and", cut=False) == "Open the app. Tap Settings and"
     assert tidy("no sentence end at all", cut=True) == "no sentence end at all"  # nothing to fall back to
     assert not repeats("Hold the button for 15 seconds. Then release the button and wait.")
+
+
+def test_a_table_row_is_quoted_with_its_column_names(embedder):
+    plans = (
+        "Broadband plans > Our plans\n\nPlan | Download | Monthly price\n"
+        "Spark 150 | 150 Mbps | £25\nGigabit 1000 | 1000 Mbps | £50\n"
+    )
+    found = quotes("How much does the Gigabit plan cost?", sources(plans), limit=1)
+    assert found[0].text == "Plan: Gigabit 1000; Download: 1000 Mbps; Monthly price: £50."
