@@ -42,9 +42,9 @@ async def checked_sentences(answer: Answer, question: str) -> AsyncGenerator[Sen
 
 
 async def _check(sentence: str, answer: Answer, question: str) -> SentenceCheck:
-    verification = await sync_to_async(check, thread_sensitive=False)(
-        sentence, answer.prompt.sources, question=question
-    )
+    # On the one sync thread, as retrieval's search is: the embedder's tokenizer is not made for
+    # concurrent calls from several threads.
+    verification = await sync_to_async(check)(sentence, answer.prompt.sources, question=question)
     checks = verification.sentences
     if len(checks) == 1:
         return checks[0]

@@ -81,8 +81,10 @@ async def quoted_answer(conversation: Conversation, question: str, retrieval: Re
     (answers/extractive.py): CHAT_ANSWER_STYLE "quote", the default."""
     sources = number_sources(list(retrieval.kept))
     language = conversation.site.language if conversation.site and conversation.site.language else None
-    assessment = await sync_to_async(assess, thread_sensitive=False)(question, sources)
-    checked = await sync_to_async(checked_quotes, thread_sensitive=False)(assessment, sources, question)
+    # On the one sync thread, as retrieval's search is: the embedder's tokenizer is not made for
+    # concurrent calls from several threads.
+    assessment = await sync_to_async(assess)(question, sources)
+    checked = await sync_to_async(checked_quotes)(assessment, sources, question)
     quoted_sources = {q.source for q in assessment.quotes}
     async for event in fixed_answer(
         conversation,
