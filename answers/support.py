@@ -23,7 +23,7 @@ import numpy as np
 from django.conf import settings
 
 from answers.prompts import Source
-from answers.verification import _STOP_WORDS, SourceText, Verification, split_sentences, verify
+from answers.verification import _STOP_WORDS, Embed, SourceText, Verification, split_sentences, verify
 from inference.services import get_embedder
 
 
@@ -32,16 +32,33 @@ def source_texts(sources: Sequence[Source]) -> list[SourceText]:
     return [SourceText(hit.chunk_id, hit.text) for source in sources for hit in source.hits]
 
 
-def check(text: str, sources: Sequence[Source], *, question: str = "") -> Verification:
+def check(
+    text: str, sources: Sequence[Source], *, question: str = "", embed: Embed | None = None
+) -> Verification:
     """Each sentence of `text` checked against `sources` and the customer's `question`
-    (ANSWER_SUPPORT_THRESHOLD: the similarity that counts as support)."""
+    (ANSWER_SUPPORT_THRESHOLD: the similarity that counts as support). `embed`: the embedder's
+    `embed` unless given (a `remembering` one when the same sources are checked many times)."""
     return verify(
         text,
         source_texts(sources),
         question=question,
-        embed=get_embedder().embed,
+        embed=embed or get_embedder().embed,
         threshold=settings.ANSWER_SUPPORT_THRESHOLD,
     )
+
+
+def remembering(embed: Embed) -> Embed:
+    """`embed` that keeps every text's vector, for checking an answer sentence by sentence: the
+    sources' sentences are embedded once per answer instead of once per sentence."""
+    seen: dict[str, np.ndarray] = {}
+
+    def cached(texts: list[str]) -> np.ndarray:
+        missing = list(dict.fromkeys(t for t in texts if t not in seen))
+        if missing:
+            seen.update(zip(missing, embed(missing), strict=True))
+        return np.stack([seen[t] for t in texts]) if texts else embed([])
+
+    return cached
 
 
 def records(verification: Verification, sources: Sequence[Source]) -> list[dict[str, Any]]:

@@ -14,21 +14,23 @@ from collections.abc import AsyncGenerator
 from asgiref.sync import sync_to_async
 
 from answers.generate import Answer
-from answers.support import check
-from answers.verification import SentenceCheck, split_sentences
+from answers.support import check, remembering
+from answers.verification import Embed, SentenceCheck, split_sentences
+from inference.services import get_embedder
 
 
 async def checked_sentences(answer: Answer, question: str) -> AsyncGenerator[SentenceCheck, None]:
     """Each sentence of `answer` as it completes, with its verdict. A sentence is complete when
     the text after it has started (or the answer ended): "3.5" or "e.g. this" never splits."""
     pending = ""
+    embed = remembering(get_embedder().embed)  # the sources' sentences embedded once per answer
     async for piece in answer.stream():
         pending += piece
         sentences = split_sentences(pending)
         if len(sentences) < 2:
             continue
         for sentence in sentences[:-1]:
-            yield await _check(sentence, answer, question)
+            yield await _check(sentence, answer, question, embed)
         # What remains starts at the last (unfinished) sentence.
         pending = pending[pending.rfind(sentences[-1]) :]
     usage = answer.usage
@@ -38,13 +40,13 @@ async def checked_sentences(answer: Answer, question: str) -> AsyncGenerator[Sen
     if cut and not pending.rstrip().endswith((".", "!", "?", "…")):
         return  # stopped mid-sentence (a failure, or the token cap): the fragment is not shown
     for sentence in split_sentences(pending):
-        yield await _check(sentence, answer, question)
+        yield await _check(sentence, answer, question, embed)
 
 
-async def _check(sentence: str, answer: Answer, question: str) -> SentenceCheck:
+async def _check(sentence: str, answer: Answer, question: str, embed: Embed) -> SentenceCheck:
     # On the one sync thread, as retrieval's search is: the embedder's tokenizer is not made for
     # concurrent calls from several threads.
-    verification = await sync_to_async(check)(sentence, answer.prompt.sources, question=question)
+    verification = await sync_to_async(check)(sentence, answer.prompt.sources, question=question, embed=embed)
     checks = verification.sentences
     if len(checks) == 1:
         return checks[0]

@@ -131,3 +131,21 @@ def test_a_table_row_is_quoted_with_its_column_names(embedder):
     )
     found = quotes("How much does the Gigabit plan cost?", sources(plans), limit=1)
     assert found[0].text == "Plan: Gigabit 1000; Download: 1000 Mbps; Monthly price: £50."
+
+
+def test_a_remembering_embedder_embeds_each_text_once_and_keeps_the_order():
+    import numpy as np
+
+    from answers.support import remembering
+
+    calls: list[list[str]] = []
+
+    def embed(texts: list[str]) -> np.ndarray:
+        calls.append(list(texts))
+        return np.array([[float(len(t)), 1.0] for t in texts], dtype=np.float32)
+
+    cached = remembering(embed)
+    first = cached(["aa", "b", "aa"])
+    second = cached(["b", "ccc"])
+    assert calls == [["aa", "b"], ["ccc"]]
+    assert first[:, 0].tolist() == [2.0, 1.0, 2.0] and second[:, 0].tolist() == [1.0, 3.0]
