@@ -149,3 +149,14 @@ def test_a_remembering_embedder_embeds_each_text_once_and_keeps_the_order():
     second = cached(["b", "ccc"])
     assert calls == [["aa", "b"], ["ccc"]]
     assert first[:, 0].tolist() == [2.0, 1.0, 2.0] and second[:, 0].tolist() == [1.0, 3.0]
+
+
+def test_a_question_in_another_language_gets_the_source_quoted_and_says_in_which_language(embedder, settings):
+    settings.ANSWER_MIN_CONFIDENCE = 0.0
+    assessment = assess(
+        "Wie viele Tage habe ich für eine Rücksendung bei Zephyr Logistics?", sources(RETURNS)
+    )
+    assert assessment.sure and assessment.language == "de"
+    reply = reply_text(assessment)
+    assert reply.startswith("Unsere Unterlagen dazu gibt es nur auf Englisch:")
+    assert "37 days" in reply
