@@ -15,13 +15,14 @@ sections), and the citations a reader sees.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from answers.prompts import Source
 from inference.actions import version_for_key
 from inference.models import ModelVersion
+from retrieval.models import Chunk
 from retrieval.search import Hit
 
 
@@ -50,6 +51,34 @@ def retrieved_records(sources: Iterable[Source], excluded: Iterable[Hit] = ()) -
     given = [_record(hit, source=source.n) for source in sources for hit in source.hits]
     kept_out = [_record(hit, excluded="instructions") for hit in excluded]
     return tuple(given + kept_out)
+
+
+def given_sources(retrieved: Sequence[Mapping[str, Any]]) -> list[Source]:
+    """The passages an output's prompt carried, read back from its stored `retrieved` records
+    (the inverse of `retrieved_records`, for checking an edit or a saved text against what the
+    output was written from): one Source per chunk, numbered as the prompt numbered it (0 for a
+    record from before the shared shape, which named no number). Records kept out of the prompt
+    are skipped, and so are chunks deleted since (a re-ingested document): they support nothing
+    any more."""
+    given = [r for r in retrieved if isinstance(r, Mapping) and r.get("chunk") and not r.get("excluded")]
+    chunks = Chunk.objects.select_related("document").in_bulk([r["chunk"] for r in given])
+    sources = []
+    for record in given:
+        chunk = chunks.get(record["chunk"])
+        if chunk is not None:
+            document = chunk.document
+            hit = Hit(
+                chunk.pk,
+                document.pk,
+                document.title,
+                document.url,
+                chunk.section,
+                chunk.anchor,
+                chunk.text,
+                float(record.get("score") or 0.0),
+            )
+            sources.append(Source(int(record.get("source") or 0), (hit,)))
+    return sources
 
 
 def _record(hit: Hit, **extra: Any) -> dict[str, Any]:

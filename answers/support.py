@@ -68,7 +68,8 @@ def records(verification: Verification, sources: Sequence[Source]) -> list[dict[
     return [
         {
             **sentence.record(),
-            "source": numbered.get(sentence.chunk) if sentence.chunk is not None else None,
+            # Sources are numbered from 1; a 0 (answers/provenance.given_sources) names none.
+            "source": (numbered.get(sentence.chunk) or None) if sentence.chunk is not None else None,
             "evidence": sentence.evidence,
         }
         for sentence in verification.sentences

@@ -9,15 +9,17 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from django.conf import settings
 
-from answers.verification import SourceText, split_sentences, verify
+from answers.prompts import Source
+from answers.provenance import given_sources
+from answers.support import check, records
+from answers.verification import split_sentences
 from content.article import article_fields, compose_body, text_parts
 from content.checks import CheckConfig
 from content.checks import run_checks as _run
 from content.models import ContentItem
 from inference.services import get_embedder
-from retrieval.models import Chunk, Document
+from retrieval.models import Document
 from retrieval.search import search
 
 MAX_COMPARED_ITEMS = 200  # the newest approved/published items the near-duplicate check reads
@@ -61,16 +63,6 @@ def similar_to(item: ContentItem):
     return similar
 
 
-def _sources(item: ContentItem) -> tuple[list[SourceText], dict[int | None, int | None]]:
-    """The passages the article's prompts carried (item.retrieved, not those kept out for
-    carrying instructions), as the verifier reads them, and each chunk's source number [n]. A
-    chunk deleted since (its document re-ingested or removed) supports nothing any more."""
-    given = [r for r in item.retrieved if isinstance(r, dict) and r.get("chunk") and not r.get("excluded")]
-    texts = dict(Chunk.objects.filter(pk__in=[r["chunk"] for r in given]).values_list("pk", "text"))
-    sources = [SourceText(r["chunk"], texts[r["chunk"]]) for r in given if r["chunk"] in texts]
-    return sources, {r["chunk"]: r.get("source") for r in given}
-
-
 def fact_check(item: ContentItem) -> list[dict[str, Any]]:
     """Each sentence of the article's text parts (article.text_parts) checked against the
     passages it was written from, stored on the item (answers/support.py's records, each with
@@ -83,26 +75,16 @@ def fact_check(item: ContentItem) -> list[dict[str, Any]]:
         if isinstance(record, dict):
             before.setdefault(str(record.get("part")), []).append(record)
     support: list[dict[str, Any]] = []
-    sources: tuple[list[SourceText], dict[int | None, int | None]] | None = None
+    sources: list[Source] | None = None  # read once, when a part needs checking
     for part, text in text_parts(item):
         kept = before.get(part)
         if kept and [r.get("text") for r in kept] == split_sentences(text):
             support += kept
             continue
         if sources is None:
-            sources = _sources(item)
-        passages, numbers = sources
-        verification = verify(
-            text,
-            passages,
-            question=f"{item.brief.topic}\n{item.brief.keyphrase}",
-            embed=get_embedder().embed,
-            threshold=settings.ANSWER_SUPPORT_THRESHOLD,
-        )
-        support += [
-            {**s.record(), "source": numbers.get(s.chunk), "evidence": s.evidence, "part": part}
-            for s in verification.sentences
-        ]
+            sources = given_sources(item.retrieved)
+        verification = check(text, sources, question=f"{item.brief.topic}\n{item.brief.keyphrase}")
+        support += [{**record, "part": part} for record in records(verification, sources)]
     if support != item.support:
         ContentItem.objects.filter(pk=item.pk).update(support=support)
     item.support = support

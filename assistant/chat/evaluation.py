@@ -51,13 +51,14 @@ from django.conf import settings
 from sklearn.metrics import roc_auc_score
 
 from answers.confidence import says_it_does_not_know
+from answers.provenance import given_sources
 from assistant.chat.actions import stream_answer
 from assistant.chat.visitors import issue_token
 from assistant.models import Conversation, Message
 from core.errors import DomainError
 from retrieval.actions.delete import do_delete_document
 from retrieval.actions.ingest import do_ingest_files
-from retrieval.models import Chunk, Document
+from retrieval.models import Document
 from retrieval.search import search
 
 log = logging.getLogger(__name__)
@@ -228,13 +229,11 @@ def _stored(message_id: str, citations: list[dict[str, Any]]) -> dict[str, Any]:
     whether it was verified, and the sentences its verification found unsupported."""
 
     message = Message.objects.get(pk=int(message_id))
-    retrieved = message.retrieved or []
-    by_chunk = {r["chunk"]: r["source"] for r in retrieved if "chunk" in r and "source" in r}
-    chunks = Chunk.objects.filter(pk__in=by_chunk).values_list("pk", "document_id", "text")
+    given = given_sources(message.retrieved or [])
     cited_numbers = {c.get("n") for c in citations}
     return {
-        "sources": "\n".join(text for _, _, text in chunks),
-        "cited": {document for pk, document, _ in chunks if by_chunk[pk] in cited_numbers},
+        "sources": "\n".join(hit.text for source in given for hit in source.hits),
+        "cited": {hit.document_id for source in given if source.n in cited_numbers for hit in source.hits},
         "finish_reason": message.finish_reason,
         "confidence": message.confidence or 0.0,
         "verified": message.verified,

@@ -17,7 +17,8 @@ customer's real name (the model sees a placeholder for it) and a sign-off, in th
 language. Every sentence of the body is checked against the sources the model was given
 (answers/support.py) and kept on the draft (`Draft.support`): a sentence the sources do not
 support flags the draft, and an agent must confirm they checked it before it is sent
-(review.approve). An agent's edit is checked again against the same sources (`edit_check`).
+(review.approve). An agent's edit is checked again against the same sources (`edit_check`,
+read back by answers/provenance.given_sources).
 """
 
 from __future__ import annotations
@@ -37,14 +38,13 @@ from answers.generate import Answer, Spec, complete
 from answers.grounding import Ask, Retrieval, compose, retrieve
 from answers.guard import carries_instructions
 from answers.pinned import PinnedMatch
-from answers.prompts import DRAFT_INSTRUCTIONS, DRAFT_TEMPLATE_VERSION, Source
+from answers.prompts import DRAFT_INSTRUCTIONS, DRAFT_TEMPLATE_VERSION
+from answers.provenance import given_sources
 from answers.support import check, records
 from answers.verification import Verification
 from assistant.desk.letter import letter, letter_body
 from assistant.models import Draft, MailMessage, Ticket
 from inference.base import InferenceError, InputTooLong, ModelBusy, ModelUnavailable
-from retrieval.models import Chunk
-from retrieval.search import Hit
 
 log = logging.getLogger(__name__)
 
@@ -266,31 +266,6 @@ def failure_reason(exc: BaseException) -> str:
     return f"an error occurred ({type(exc).__name__})"
 
 
-def sources_of(draft: Draft) -> list[Source]:
-    """The numbered sources a draft was written from, read back from its `retrieved` chunk ids:
-    what an edit of it is checked against. Chunks deleted since (a re-ingested document) are
-    left out; a pinned answer's provenance names no chunks."""
-    given = [r for r in draft.retrieved or [] if isinstance(r, dict) and r.get("source") and r.get("chunk")]
-    chunks = Chunk.objects.select_related("document").in_bulk([r["chunk"] for r in given])
-    hits: dict[int, list[Hit]] = {}
-    for record in given:
-        chunk = chunks.get(record["chunk"])
-        if chunk is not None:
-            document = chunk.document
-            hit = Hit(
-                chunk.pk,
-                document.pk,
-                document.title,
-                document.url,
-                chunk.section,
-                chunk.anchor,
-                chunk.text,
-                float(record.get("score") or 0.0),
-            )
-            hits.setdefault(int(record["source"]), []).append(hit)
-    return [Source(n, tuple(found)) for n, found in sorted(hits.items())]
-
-
 def edit_check(ticket: Ticket, base: Draft | None, text: str) -> dict[str, Any]:
     """An agent's version of the reply checked against the sources of the draft it edits, as
     the Draft fields it sets (support, confidence, low_confidence, flags), so the flags are those
@@ -300,7 +275,7 @@ def edit_check(ticket: Ticket, base: Draft | None, text: str) -> dict[str, Any]:
     nothing to check the agent's own words against. Costs an embedder call (~20-50 ms)."""
     if base is None:
         return {}
-    sources = sources_of(base)
+    sources = given_sources(base.retrieved or [])
     if not sources and not base.support:
         return {}
     question = base.replying_to or latest_question(ticket)
