@@ -36,6 +36,13 @@ def repeats(text: str) -> bool:
     return _first_repeat(text) is not None
 
 
+def ends_sentence(text: str) -> bool:
+    """Whether `text` ends at the end of a sentence (its closing quote or citation mark after it
+    included): what is left after a cut at the cap is a fragment otherwise."""
+    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+    return bool(ends) and not text[ends[-1] :].strip()
+
+
 def tidy(text: str, *, cut: bool) -> str:
     """`text` up to the loop (if any) and, when it was `cut` (the cap, a loop), up to its last
     whole sentence; unchanged when it has no whole sentence to fall back to."""

@@ -94,6 +94,11 @@ class Assessment:
     sure: bool
     language: str  # the question's language ("" when too short to tell)
 
+    @property
+    def shown(self) -> tuple[Quote, ...]:
+        """The sentences the reader is shown: all when sure, else the closest one."""
+        return self.quotes if self.sure else self.quotes[:1]
+
 
 def assess(question: str, sources: Sequence[Source], *, language: str = "") -> Assessment:
     """The best one or two source sentences for `question` and whether they answer it."""
@@ -148,7 +153,7 @@ def reply_text(assessment: Assessment, site_language: str | None = None) -> str:
     language = assessment.language or site_language or "en"
     if not assessment.quotes:
         return f"{_say(NOT_SURE, language)} {_say(OFFER, language)}"
-    body = quoted(assessment.quotes if assessment.sure else assessment.quotes[:1])
+    body = quoted(assessment.shown)
     source_language = detect_language(body) or language
     if source_language != language and language in OTHER_LANGUAGE:
         named = LANGUAGE_NAMES.get(source_language, {}).get(language)
@@ -169,17 +174,27 @@ class Checked:
     sure: bool  # confident enough not to offer a person
 
 
-def quote_support(assessment: Assessment, sources: Sequence[Source], question: str) -> list[dict[str, Any]]:
-    """The quoted sentences checked like any other output (each is its own evidence, so this
-    records which chunk each came from and confirms nothing was altered on the way)."""
-    if not assessment.quotes:
-        return []
-    return records(check(quoted(assessment.quotes), sources, question=question), sources)
+@dataclass(frozen=True)
+class QuotedReply:
+    """A reply made of the sources: its text, the numbers of the sources it cites, and its check."""
+
+    text: str
+    cited: frozenset[int]
+    checked: Checked
 
 
-def checked_quotes(assessment: Assessment, sources: Sequence[Source], question: str) -> Checked:
-    return Checked(
-        quote_support(assessment, sources, question), assessment.confidence, assessment.sure, assessment.sure
+def quoted_reply(question: str, sources: Sequence[Source], site_language: str | None = None) -> QuotedReply:
+    """The best source sentences for `question` (or "not sure" and the closest one), and the
+    shown sentences checked like any other output: each is its own evidence, so this records
+    which chunk it came from and confirms nothing was altered on the way. One embedder batch
+    for the quotes and one for the check."""
+    assessment = assess(question, sources)
+    shown = assessment.shown
+    support = records(check(quoted(shown), sources, question=question), sources) if shown else []
+    return QuotedReply(
+        reply_text(assessment, site_language),
+        frozenset(q.source for q in shown),
+        Checked(support, assessment.confidence, assessment.sure, assessment.sure),
     )
 
 

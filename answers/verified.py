@@ -13,6 +13,7 @@ from collections.abc import AsyncGenerator
 
 from asgiref.sync import sync_to_async
 
+from answers.ending import ends_sentence
 from answers.generate import Answer
 from answers.support import check, remembering
 from answers.verification import Embed, SentenceCheck, split_sentences
@@ -37,7 +38,7 @@ async def checked_sentences(answer: Answer, question: str) -> AsyncGenerator[Sen
     cut = (
         answer.failure is not None or answer.looped or (usage is not None and usage.finish_reason == "length")
     )
-    if cut and not pending.rstrip().endswith((".", "!", "?", "…")):
+    if cut and not ends_sentence(pending):
         return  # stopped mid-sentence (a failure, or the token cap): the fragment is not shown
     for sentence in split_sentences(pending):
         yield await _check(sentence, answer, question, embed)

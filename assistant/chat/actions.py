@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import transaction
 
 from answers.confidence import offers_person
-from answers.extractive import Checked, assess, checked_quotes, reply_text
+from answers.extractive import Checked, quoted_reply
 from answers.fallback import fallback_text, finish_reason, load_generator
 from answers.generate import Answer, Spec
 from answers.grounding import Ask, Retrieval, compose, retrieve
@@ -204,18 +204,15 @@ async def _model_answer(
             # Busy, failed, stalled or too slow: the visitor gets a fixed reply and a person
             # rather than an error to retry; what was shown stays, the fallback follows it.
             count_error(answer.failure.code)
-            language = conversation.site.language if conversation.site else None
-            fallback = ("\n\n" if reply else "") + fallback_text(language)
+            fallback = ("\n\n" if reply else "") + fallback_text(conversation.language)
             reply, citations = (reply + fallback).strip(), []
         elif status == Message.Status.COMPLETE and not visible.all_supported:
             # Nothing the model said survived the check: the sources speak for themselves.
-            language = conversation.site.language if conversation.site else None
-            assessment = await sync_to_async(assess)(text, prompt.sources)
-            fallback = ("\n\n" if reply else "") + reply_text(assessment, language)
+            quotes = await sync_to_async(quoted_reply)(text, prompt.sources, conversation.language)
+            fallback = ("\n\n" if reply else "") + quotes.text
             reply = (reply + fallback).strip()
-            citations = [c for c in citations if c["n"] in {q.source for q in assessment.quotes}]
-            quoted_check = await sync_to_async(checked_quotes)(assessment, prompt.sources, text)
-            checked = replace(quoted_check, support=checked.support + quoted_check.support)
+            citations = [c for c in citations if c["n"] in quotes.cited]
+            checked = replace(quotes.checked, support=checked.support + quotes.checked.support)
         message = await asyncio.shield(
             _finish(conversation, reply, answer, status, citations, started, checked)
         )

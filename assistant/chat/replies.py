@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import transaction
 
 from answers.confidence import relevance
-from answers.extractive import EXTRACTIVE_TEMPLATE, assess, checked_quotes, reply_text
+from answers.extractive import EXTRACTIVE_TEMPLATE, quoted_reply
 from answers.grounding import Retrieval
 from answers.pinned import PinnedMatch
 from answers.prompts import number_sources
@@ -67,7 +67,7 @@ def canned_kind(question: str, hits: list[Hit]) -> str | None:
 
 
 async def canned_answer(conversation: Conversation, kind: str, hits: list[Hit], started: float):
-    language = conversation.site.language if conversation.site and conversation.site.language else "en"
+    language = conversation.language or "en"
     text = CANNED[kind].get(language, CANNED[kind]["en"])
     retrieved = [{"chunk": h.chunk_id, "score": round(h.score, 4)} for h in hits]
     async for event in fixed_answer(
@@ -80,24 +80,21 @@ async def quoted_answer(conversation: Conversation, question: str, retrieval: Re
     """The best source sentences, cited, or "not sure", the closest passage and a person
     (answers/extractive.py): CHAT_ANSWER_STYLE "quote", the default."""
     sources = number_sources(list(retrieval.kept))
-    language = conversation.site.language if conversation.site and conversation.site.language else None
     # On the one sync thread, as retrieval's search is: the embedder's tokenizer is not made for
     # concurrent calls from several threads.
-    assessment = await sync_to_async(assess)(question, sources)
-    checked = await sync_to_async(checked_quotes)(assessment, sources, question)
-    quoted_sources = {q.source for q in assessment.quotes}
+    reply = await sync_to_async(quoted_reply)(question, sources, conversation.language)
     async for event in fixed_answer(
         conversation,
-        reply_text(assessment, language),
-        [c for c in citation_items(sources) if c["n"] in quoted_sources],
+        reply.text,
+        [c for c in citation_items(sources) if c["n"] in reply.cited],
         EXTRACTIVE_TEMPLATE,
         list(retrieved_records(sources, retrieval.excluded)),
         started,
-        offer_person=not checked.sure,
+        offer_person=not reply.checked.sure,
         by_sentence=True,
-        support=checked.support,
-        confidence=checked.confidence,
-        verified=checked.verified,
+        support=reply.checked.support,
+        confidence=reply.checked.confidence,
+        verified=reply.checked.verified,
     ):
         yield event
 

@@ -74,6 +74,11 @@ class Conversation(ConcurrentTransitionMixin, models.Model):
     def __str__(self) -> str:
         return f"Conversation {self.id}"
 
+    @property
+    def language(self) -> str | None:
+        """The language of the site the conversation is on (None: no site, or none set)."""
+        return self.site.language if self.site and self.site.language else None
+
     @transition(field=status, source=[Status.BOT, Status.QUEUED], target=Status.QUEUED)
     def request_person(self) -> None:
         self.handoff_at = self.handoff_at or timezone.now()
