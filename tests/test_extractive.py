@@ -160,3 +160,13 @@ def test_a_question_in_another_language_gets_the_source_quoted_and_says_in_which
     reply = reply_text(assessment)
     assert reply.startswith("Unsere Unterlagen dazu gibt es nur auf Englisch:")
     assert "37 days" in reply
+
+
+def test_when_not_sure_only_the_one_sentence_shown_is_cited_and_recorded(embedder, settings):
+    from answers.extractive import quoted_reply
+
+    settings.ANSWER_MIN_CONFIDENCE = 0.99
+    reply = quoted_reply("Can Zephyr Logistics collect a return from my office?", sources(RETURNS, FEES))
+    assert reply.text.startswith("I'm not sure") and not reply.checked.sure
+    assert len(reply.cited) == 1
+    assert len(reply.checked.support) == 1 and reply.checked.support[0]["source"] in reply.cited
