@@ -29,6 +29,7 @@ class MessageInline(admin.TabularInline):
 class ConversationAdmin(admin.ModelAdmin):
     list_display = ("id", "collection", "status", "created_at", "updated_at")
     list_filter = ("status", "collection")
+    raw_id_fields = ("agent", "ticket")
     inlines = [MessageInline]
 
 
@@ -40,8 +41,21 @@ class FeedbackAdmin(admin.ModelAdmin):
 
 @admin.register(Site)
 class SiteAdmin(admin.ModelAdmin):
-    list_display = ("name", "key", "collection", "language")
+    list_display = ("name", "key", "collection", "language", "time_zone", "reply_time")
     search_fields = ("name", "key")
+    fieldsets = (
+        (None, {"fields": ("name", "key", "allowed_origins", "collection")}),
+        ("Widget", {"fields": ("title", "greeting", "color", "language")}),
+        (
+            "When nobody is online",
+            {
+                "description": "Visitors who ask for a person while no agent has the console open "
+                "are told when to expect a reply and can leave their email address: the chat "
+                "becomes a ticket in the email desk.",
+                "fields": ("time_zone", "opening_hours", "reply_time"),
+            },
+        ),
+    )
 
 
 class MailMessageInline(admin.StackedInline):

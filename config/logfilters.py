@@ -138,3 +138,17 @@ def install(*logger_names: str) -> None:
     not see: an access log line names the path, and /api/people/{email} holds an address."""
     for name in logger_names:
         logging.getLogger(name).addFilter(RedactPersonalData())
+
+
+# --- Start-up noise with no cause we can remove (`manage.py serve`) ----------------------------
+# Celery warns on every start when its worker runs as root, which is the default user in
+# containers and CI. The embedded worker accepts JSON only (Celery refuses to start as root when
+# pickle is accepted, and that check stays), so the warning says nothing to act on there. Passed
+# to the embedded worker only (PYTHONWARNINGS, serve.py): a worker an operator starts by hand as
+# root still warns. The text is the start of celery.platforms.ROOT_DISCOURAGED.
+EMBEDDED_WORKER_IGNORED_WARNINGS = ("ignore:You're running the worker with superuser privileges",)
+
+
+def embedded_worker_warnings(current: str | None) -> str:
+    """The PYTHONWARNINGS value for the embedded worker: `current` plus the ignores above."""
+    return ",".join([*EMBEDDED_WORKER_IGNORED_WARNINGS, *([current] if current else [])])

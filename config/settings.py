@@ -80,6 +80,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: static files and downloads streamed asynchronously under ASGI (config/streaming.py).
+    "config.streaming.async_file_streams",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -111,7 +113,14 @@ CONTENT_SECURITY_POLICY = {
 }
 
 ROOT_URLCONF = "config.urls"
-LOGIN_URL = "admin:login"  # staff sign in once, for the admin and the console alike
+# Parley's own sign-in page (core/signin.py): while nobody has an account it leads to /setup/,
+# where the first administrator is made. After signing in, a person lands on the first section
+# their roles open (core/nav.py) unless `next` says otherwise.
+LOGIN_URL = "signin"
+LOGOUT_REDIRECT_URL = "signin"
+# Failed sign-ins per 15 minutes from one address, and for one account name, before either must
+# wait for the window to pass (core/signin.py; the admin's sign-in page too).
+SIGNIN_FAILURES_PER_WINDOW = envint("SIGNIN_FAILURES_PER_WINDOW", 10, minimum=1)
 ASGI_APPLICATION = "config.asgi.application"
 
 TEMPLATES = [
@@ -163,7 +172,11 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 CELERY_DATA_DIR = DATA_DIR / "celery"
-CELERY_BROKER_URL = envstr("CELERY_BROKER_URL", "filesystem://")
+CELERY_BROKER_URL = envstr("CELERY_BROKER_URL", "filesystem://localhost//")
+if CELERY_BROKER_URL == "filesystem://":
+    # The filesystem broker ignores the host, but kombu warns "No hostname was supplied" on
+    # every connection without one.
+    CELERY_BROKER_URL = "filesystem://localhost//"
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # The filesystem broker keeps queued tasks as files: durable across restarts, no server.
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -294,6 +307,12 @@ CHAT_IDLE_TIMEOUT = envint("CHAT_IDLE_TIMEOUT", 900, minimum=10)
 # message limits above: handoff, feedback, resume, export and erase frames are not free.
 CHAT_FRAMES_PER_MINUTE = envint("CHAT_FRAMES_PER_MINUTE", 60, minimum=1)
 CHAT_FRAMES_PER_MINUTE_PER_IP = envint("CHAT_FRAMES_PER_MINUTE_PER_IP", 600, minimum=1)
+# Leaving an email address for an answer by email when nobody is online (assistant/chat/offline.py).
+CHAT_EMAILS_PER_MINUTE = envint("CHAT_EMAILS_PER_MINUTE", 5, minimum=1)
+CHAT_EMAILS_PER_MINUTE_PER_IP = envint("CHAT_EMAILS_PER_MINUTE_PER_IP", 30, minimum=1)
+# An agent counts as online while a console of theirs refreshed its presence within this many
+# seconds (it refreshes every third of it; a crashed process's rows stop counting after it).
+CHAT_PRESENCE_SECONDS = envint("CHAT_PRESENCE_SECONDS", 60, minimum=3)
 # Conversations waiting in the agents' queue at once, per visitor token and per IP address
 # (asking again in a conversation already queued is free).
 CHAT_QUEUED_HANDOFFS_PER_VISITOR = envint("CHAT_QUEUED_HANDOFFS_PER_VISITOR", 2, minimum=1)

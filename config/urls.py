@@ -1,5 +1,7 @@
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import path
+from django.views.generic import RedirectView
 
 from assistant.chat import views as assistant_views
 from assistant.desk import views as desk_views
@@ -7,10 +9,17 @@ from assistant.insights import metrics
 from assistant.learning import views as learning_views
 from config.api import api
 from content import views as studio_views
+from core import signin
 from governance import views as governance_views
 
 urlpatterns = [
     path("", assistant_views.demo_site, name="demo-site"),
+    path(
+        "favicon.ico", RedirectView.as_view(url=static("parley/favicon.svg"), permanent=True), name="favicon"
+    ),
+    path("accounts/login/", signin.SignInView.as_view(), name="signin"),
+    path("accounts/logout/", signin.SignOutView.as_view(), name="signout"),
+    path("setup/", signin.first_admin, name="setup"),
     path("health", assistant_views.health, name="health"),
     path("health/ready", assistant_views.health_ready, name="health-ready"),
     path("metrics", metrics.metrics_view, name="metrics"),

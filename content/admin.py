@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.db import models
 
 from content.models import (
     Brief,
@@ -8,6 +9,7 @@ from content.models import (
     Regeneration,
     Revision,
     StateChange,
+    StudioSettings,
     WebhookDelivery,
 )
 
@@ -74,3 +76,21 @@ class RegenerationAdmin(admin.ModelAdmin):
 class WebhookDeliveryAdmin(admin.ModelAdmin):
     list_display = ("item", "url", "status", "attempts", "last_status_code", "delivered_at")
     list_filter = ("status",)
+
+
+@admin.register(StudioSettings)
+class StudioSettingsAdmin(admin.ModelAdmin):
+    """One row: the site the studio's articles are published on (its name ends new meta titles)."""
+
+    list_display = ("__str__", "site_name", "site_url", "updated_at")
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}  # "www.example.com" works too
+
+    def has_add_permission(self, request):
+        return super().has_add_permission(request) and not StudioSettings.objects.exists()
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        obj.pk = 1  # the one row StudioSettings.current() reads
+        super().save_model(request, obj, form, change)

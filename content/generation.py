@@ -38,7 +38,7 @@ from content.article import snapshot
 from content.checks.self_talk import strip_self_talk
 from content.errors import StudioError
 from content.images import queue_images
-from content.models import ContentItem, Revision
+from content.models import ContentItem, Revision, StudioSettings
 from content.quality import run_checks
 from content.review import save_fields
 from retrieval.search import Hit
@@ -240,6 +240,14 @@ def faq(writer: _Writer) -> list[dict[str, str]]:
     return [{"question": q, "answer": a} for q, a in zip(questions, answers, strict=True)]
 
 
+def meta_title(topic: str, site_name: str | None = None) -> str:
+    """The SEO title: the topic, then " | " and the workspace's site name (StudioSettings,
+    kept by admins) when it has one. Read when an article is written: changing the site name
+    later leaves existing items' titles as they are."""
+    site = " ".join((StudioSettings.current().site_name if site_name is None else site_name).split())
+    return (f"{topic} | {site}" if site else topic)[:300]
+
+
 def image_prompts(brief) -> list[dict[str, str]]:
     """Prompts for a social card and an inline picture. Built from the brief, not the model: a
     135M model's image prompts add nothing a template does not."""
@@ -292,7 +300,7 @@ def generate(item_id: int) -> ContentItem | None:
         questions = faq(writer)
         fields = {
             "title": brief.topic[:300],
-            "meta_title": f"{brief.topic} | {settings.CONTENT_SITE_NAME}"[:300],
+            "meta_title": meta_title(brief.topic),
             "meta_description": description,
             "slug": slugify(brief.keyphrase or brief.topic, allow_unicode=True)[:200],
             "intro": intro,

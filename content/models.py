@@ -11,6 +11,7 @@ the editor started from (two editors never silently overwrite each other) and ke
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import URLValidator
 from django.db import models
 from django.utils import timezone
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
@@ -20,6 +21,45 @@ from inference.models import ModelVersion
 
 # The fields an item's text is made of; a Revision snapshots exactly these.
 TEXT_FIELDS = ("title", "meta_title", "meta_description", "slug", "intro", "sections", "faq", "image_prompts")
+
+
+def default_site_name() -> str:
+    return settings.CONTENT_SITE_NAME
+
+
+class StudioSettings(models.Model):
+    """The studio's workspace: the site its articles are published on. One row (pk=1), kept by
+    admins in the Django admin, read with `StudioSettings.current()`; until an admin saves it, the
+    deployment's CONTENT_SITE_NAME holds. New meta titles end in " | <site name>"; items already
+    written keep theirs."""
+
+    site_name = models.CharField(
+        max_length=100,
+        blank=True,
+        default=default_site_name,
+        help_text='Ends the meta titles the studio writes ("… | Site name"). Empty: no suffix. '
+        "Articles already written keep their titles.",
+    )
+    site_url = models.URLField(
+        max_length=200,
+        blank=True,
+        validators=[URLValidator(schemes=["http", "https"])],
+        help_text="Where articles are published, e.g. https://www.example.com/blog/: the "
+        "search-result preview shows each article's address under it.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "studio settings"
+        verbose_name_plural = "studio settings"
+
+    def __str__(self) -> str:
+        return "Studio settings"
+
+    @classmethod
+    def current(cls) -> StudioSettings:
+        # A read, not get_or_create: showing a page or writing an article must not write the row.
+        return cls.objects.filter(pk=1).first() or cls(pk=1)
 
 
 class Brief(models.Model):

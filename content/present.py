@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from content.article import article_fields, compose_body, field_diff
+from content.export import article_html
 from content.images import image_path, preview_path
 from content.models import ContentImage, ContentItem, Regeneration, WebhookDelivery
-from content.regeneration import part_label
+from content.regeneration import part_label, still_writing
 from core.present import iso
 
 
@@ -135,6 +136,8 @@ def detail(item: ContentItem) -> dict[str, Any]:
         "published_at": iso(item.published_at),
         "deliveries": [delivery_data(d) for d in item.deliveries.all()],
         "regeneration": regeneration_data(item.regenerations.select_related("item", "requested_by").first()),
+        # Why submitting, approving and publishing wait (the model is writing), or None.
+        "still_writing": still_writing(item),
     }
 
 
@@ -198,3 +201,10 @@ def export_item(item: ContentItem, *, with_png: bool = True) -> dict[str, Any]:
         "prompt_template": item.prompt_template,
         "revision": item.revision,
     }
+
+
+def article_preview(item: ContentItem) -> str:
+    """The article as it will be published (the export's text, FAQ and chosen images), as
+    sanitised HTML (content/export/page.py's `article_html`: Markdown without raw HTML, then
+    nh3), the images loaded from the studio's API. Raises ExportError as the export would."""
+    return article_html(export_item(item, with_png=False), src=lambda image: str(image["url"]))

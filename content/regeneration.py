@@ -43,6 +43,35 @@ def part_label(item: ContentItem, part: str) -> str:
     return f"the section “{heading}”"
 
 
+def in_flight(item: ContentItem) -> Regeneration | None:
+    """The item's regeneration that is queued or running now; one older than STALE_AFTER lost
+    its worker and does not count."""
+    return (
+        item.regenerations.filter(status__in=IN_FLIGHT, created_at__gt=timezone.now() - STALE_AFTER)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+
+
+def still_writing(item: ContentItem) -> str | None:
+    """Why the item's text is not final yet (the model is writing the article, or rewriting one
+    part of it), as the page and a refused move say it; None when the text is what it is.
+    Submitting, approving and publishing wait for it (content/review.py's `transition`)."""
+    if item.generation in (ContentItem.Generation.QUEUED, ContentItem.Generation.RUNNING):
+        doing = f" (now: {item.step})" if item.step and item.step != "starting" else ""
+        return (
+            f"Still writing: the model is writing the article{doing}. "
+            "Submitting, approving and publishing wait until it is done."
+        )
+    job = in_flight(item)
+    if job is not None:
+        return (
+            f"Still writing: the model is rewriting {part_label(item, job.part)}. "
+            "Submitting, approving and publishing wait until it is saved."
+        )
+    return None
+
+
 def request(item: ContentItem, part: str, user) -> Regeneration:
     """Queue a new text for `part`, the rest untouched. Refused (StudioError) while the article
     is being written, for a part the item does not have, and while another part is regenerating."""

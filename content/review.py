@@ -16,6 +16,7 @@ from content.article import snapshot
 from content.errors import StudioError
 from content.models import TEXT_FIELDS, Comment, ContentItem, Revision, StateChange
 from content.quality import run_checks
+from content.regeneration import still_writing
 from content.webhooks import queue_delivery
 from core import transitions
 from core.roles import EDITOR, has_role
@@ -146,6 +147,10 @@ def move(
     return ITEMS.move(item, name, user=user, reason=reason, data=data)
 
 
+# The moves that say "this text is finished": refused while the model is still writing it.
+# Requesting changes is not: a reviewer may say what to change while a part is rewritten.
+NEED_FINISHED_TEXT = ("submit", "approve", "publish")
+
 TRANSITIONS = {
     ContentItem.State.IN_REVIEW: "submit",
     ContentItem.State.CHANGES_REQUESTED: "request_changes",
@@ -159,7 +164,9 @@ def transition(
 ):
     """Move the item to `to`. Only a named person with the editor role moves items (generation
     and automation never approve); requesting changes needs a reason; approving needs every
-    blocking check passing or overridden with a written reason."""
+    blocking check passing or overridden with a written reason. Submitting, approving and
+    publishing wait while the model writes the article or rewrites a part of it (a 409
+    `still_writing` that says what it is writing); nothing changes."""
     if user is None or not has_role(user, EDITOR):
         raise StudioError("forbidden", "Only an editor can move content items.", 403)
     name = TRANSITIONS.get(to)
@@ -173,6 +180,8 @@ def transition(
         if not can_proceed(getattr(item, name)):
             state = item.state.replace("_", " ")
             raise StudioError("conflict", f"An item that is {state} cannot move to {to.replace('_', ' ')}.")
+        if name in NEED_FINISHED_TEXT and (writing := still_writing(item)):
+            raise StudioError("still_writing", writing, 409)
         if name == "approve":
             _record_overrides(item, overrides or {}, user)
             blocking = [

@@ -2,6 +2,13 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from core.models import ApiToken
+from core.signin import AdminSignInForm
+
+# The admin is Parley's, not "Django administration": its header, page titles and sign-in page.
+admin.site.site_header = "Parley administration"
+admin.site.site_title = "Parley"
+admin.site.index_title = "Administration"
+admin.site.login_form = AdminSignInForm  # the same failed-sign-in limit as Parley's own page
 
 
 @admin.register(ApiToken)

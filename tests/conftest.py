@@ -229,6 +229,24 @@ def agent(db):
 
 
 @pytest.fixture
+def agent_online(db):
+    """Someone from the team has the live console open for the whole test (a presence row that
+    does not expire within it), so a visitor asking for a person is queued for them. Without one,
+    visitors are offered email instead (tests/test_no_one_online.py)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from assistant.models import AgentPresence
+
+    user = _user("casey", "agent")
+    AgentPresence.objects.create(
+        channel="tests.casey", user=user, seen_at=timezone.now() + timedelta(hours=1)
+    )
+    return user
+
+
+@pytest.fixture
 def outsider(db):
     """Staff, but with no role: should see nothing."""
     return _user("olive")
@@ -331,9 +349,9 @@ def customer_mail(
 
 
 def sign_in(page, base_url: str, username: str, next_path: str) -> None:
-    """Log in through the admin's login form (as staff do) and land on `next_path`."""
-    page.goto(f"{base_url}/admin/login/?next={next_path}")
+    """Sign in through Parley's sign-in page (as staff do) and land on `next_path`."""
+    page.goto(f"{base_url}/accounts/login/?next={next_path}")
     page.locator("#id_username").fill(username)
     page.locator("#id_password").fill("correct horse battery staple")
-    page.locator("input[type=submit]").click()
+    page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(f"**{next_path}")

@@ -63,3 +63,74 @@ def test_analytics_page_and_exports_are_for_agents(client, agent, outsider, hist
     assert {row["messages"] for row in data} == {2}
     assert client.get("/console/analytics/secrets.csv").status_code == 404
     assert client.get("/console/analytics/feedback.xml").status_code == 404
+
+
+# --- What counts as a question, and as one the knowledge base did not answer -------------------
+
+
+def _talk(*turns: tuple[str, str], **answer_fields):
+    """A conversation as (role, text) turns; `answer_fields` go on every assistant message."""
+    conversation = Conversation.objects.create(visitor="v")
+    for role, text in turns:
+        fields = answer_fields if role == "assistant" else {}
+        Message.objects.create(conversation=conversation, role=role, text=text, **fields)
+    return conversation
+
+
+def test_asking_for_a_person_and_what_the_visitor_told_them_are_not_asked_questions(db):
+    _talk(
+        ("user", "How do I reset my router?"),
+        ("assistant", "Hold the button [1]."),
+        # The request for a person, then the visitor's words relayed to them: no assistant answer.
+        ("user", "I want to talk to a person please"),
+        ("user", "It still blinks red after the reset"),
+        ("agent", "Let me check your line."),
+        ("user", "Thanks, it works now"),
+    )
+    _talk(("user", "Can I speak to a human?"))  # a handoff request straight away
+    stats = summary(days=30)
+    assert stats["top_questions"] == [("how do i reset my router", 1)]
+    assert stats["unanswered_questions"] == []
+
+
+def test_a_handed_back_conversation_counts_its_new_questions_again(db):
+    _talk(
+        ("user", "talk to a person"),
+        ("agent", "Hi, how can I help?"),
+        ("user", "never mind"),
+        ("user", "What does Gigabit cost?"),  # after the agent handed it back to the assistant
+        ("assistant", "£40 a month [1]."),
+    )
+    assert summary(days=30)["top_questions"] == [("what does gigabit cost", 1)]
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        {"status": "failed", "finish_reason": "timeout"},  # the model took too long: the fallback answered
+        {"status": "failed", "finish_reason": "stalled"},
+        {"status": "failed", "finish_reason": "error"},
+        {"status": "failed", "finish_reason": "busy"},
+    ],
+)
+def test_a_fallback_after_the_model_failed_is_not_answered(db, failure):
+    _talk(
+        ("user", "Why is my bill higher this month?"),
+        (
+            "assistant",
+            "Sorry, I can't answer that right now. I've passed your question to a member of our team.",
+        ),
+        **failure,
+    )
+    stats = summary(days=30)
+    assert stats["unanswered_questions"] == [("why is my bill higher this month", 1)]
+    assert stats["top_questions"] == [("why is my bill higher this month", 1)]  # it was asked
+
+
+def test_declines_and_not_sure_answers_are_not_answered_but_cancelled_and_good_ones_are_not_gaps(db):
+    _talk(("user", "Do you sell pet food?"), ("assistant", "Sorry, I can only help with..."), unanswered=True)
+    _talk(("user", "Is there a fee to cancel?"), ("assistant", "I'm not sure. [1]"), unanswered=True)
+    _talk(("user", "How long does a refund take?"), ("assistant", "5 days [1]."), verified=True)
+    _talk(("user", "What is Gigabit?"), ("assistant", "Gigabit is"), status="cancelled")  # the visitor left
+    gaps = dict(summary(days=30)["unanswered_questions"])
+    assert gaps == {"do you sell pet food": 1, "is there a fee to cancel": 1}

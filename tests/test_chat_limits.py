@@ -66,6 +66,7 @@ EVERY_KIND = [
     {"type": "export"},
     {"type": "erase"},
     {"type": "message", "text": "Hello"},
+    {"type": "email", "conversation": None, "email": "jo@example.com"},
     {"type": "dance"},
 ]
 
@@ -147,7 +148,7 @@ async def test_a_flood_of_handoff_frames_queues_one_conversation_per_visitor(set
 
 
 @needs_db
-async def test_queued_conversations_are_capped_per_address(settings, agent):
+async def test_queued_conversations_are_capped_per_address(settings, agent, agent_online):
     settings.CHAT_QUEUED_HANDOFFS_PER_IP = 3
     codes = []
     for _ in range(5):

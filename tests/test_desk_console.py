@@ -123,7 +123,7 @@ def test_anonymous_visitors_are_sent_to_the_login_page(client, db):
     for url in (reverse("desk"), detail_url(ticket)):
         response = client.get(url)
         assert response.status_code == 302
-        assert response["Location"].startswith(reverse("admin:login"))
+        assert response["Location"].startswith(reverse("signin"))
     assert client.post(detail_url(ticket, "approve")).status_code == 302
     assert Ticket.objects.get(pk=ticket.pk).status == Ticket.Status.NEEDS_REVIEW
 

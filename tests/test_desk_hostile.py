@@ -208,7 +208,7 @@ def test_any_failure_while_storing_marks_that_mail_failed_and_the_next_flows(cli
     )
     # Nothing half-stored: no message and no ticket for the failed mail.
     assert not MailMessage.objects.filter(message_id="<with-file@x>").exists()
-    assert not Ticket.objects.filter(subject="invoice attached").exists()
+    assert not Ticket.objects.filter(subject__iexact="invoice attached").exists()
     assert InboundMail.objects.get(pk=after["id"]).status == "processed"
 
 

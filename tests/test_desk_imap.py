@@ -74,8 +74,8 @@ def test_appended_mail_becomes_tickets_and_stays_unread_on_the_server(server, ma
         Ticket.objects.get(customer_email="ana@example.com"),
         Ticket.objects.get(customer_email="bo@example.org"),
     )
-    assert ana.subject == "my router keeps rebooting" and ana.customer_name == "Ana Example"
-    assert bo.subject == "invoice twice"
+    assert ana.subject == "My router keeps rebooting" and ana.customer_name == "Ana Example"
+    assert bo.subject == "Invoice twice"
     assert ana.messages.get().reply_text.startswith("Hello, it reboots.")
     inbound = InboundMail.objects.get(mailmessage__ticket=ana)
     assert inbound.source == "imap" and inbound.status == "processed"
@@ -100,7 +100,7 @@ def test_a_restart_picks_up_mail_that_came_in_meanwhile_and_stores_nothing_twice
     assert poll_mailbox(restarted) == 2
     process_received()
 
-    assert sorted(Ticket.objects.values_list("subject", flat=True)) == ["first", "second", "third"]
+    assert sorted(Ticket.objects.values_list("subject", flat=True)) == ["First", "Second", "Third"]
     assert InboundMail.objects.count() == 3
     assert not InboundMail.objects.filter(status="duplicate").exists()
 
@@ -161,7 +161,7 @@ def test_a_mail_that_cannot_be_stored_does_not_stop_the_mail_after_it(server, fo
 
     mailbox.refresh_from_db()
     assert mailbox.last_uid == max(uids) and mailbox.last_error == ""
-    assert sorted(Ticket.objects.values_list("subject", flat=True)) == ["after it", "odd date"]
+    assert sorted(Ticket.objects.values_list("subject", flat=True)) == ["After it", "Odd date"]
     assert poll_mailbox(mailbox) == 0
 
 
@@ -187,9 +187,9 @@ def test_a_new_uidvalidity_rereads_the_folder_without_duplicate_tickets(server, 
     assert mailbox.uidvalidity == server.uidvalidity(folder) != old_uidvalidity
     assert mailbox.last_uid == 2
     assert sorted(Ticket.objects.values_list("subject", flat=True)) == [
-        "after the migration",
-        "also before",
-        "before the migration",
+        "After the migration",
+        "Also before",
+        "Before the migration",
     ]
     assert MailMessage.objects.filter(message_id="<kept@example.com>").count() == 1
     assert InboundMail.objects.filter(status="duplicate").count() == 1
@@ -209,13 +209,13 @@ def test_a_message_over_the_size_limit_becomes_a_ticket_with_its_header_and_a_no
     process_received()
 
     message = MailMessage.objects.get(message_id="<huge@example.com>")
-    assert message.ticket.subject == "screenshots of the error"
+    assert message.ticket.subject == "Screenshots of the error"
     assert message.from_email == "ana@example.com"
     assert "only its header was stored" in message.text and f'folder "{folder}", UID 1' in message.text
     assert not message.attachments.exists()
     stored = (mail_store / "mail" / message.inbound.path).read_bytes()
     assert len(stored) < 4096 and b"X-Parley-Truncated:" in stored
-    assert Ticket.objects.filter(subject="small one").exists()
+    assert Ticket.objects.filter(subject="Small one").exists()
     mailbox.refresh_from_db()
     assert mailbox.last_uid == 2 and mailbox.last_error == ""
 

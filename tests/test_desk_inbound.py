@@ -49,7 +49,7 @@ def test_mail_over_smtp_becomes_a_ticket_and_replies_thread_into_it(listener):
     first = mail()
     send(listener, first)
     ticket = Ticket.objects.get()
-    assert ticket.customer_email == "ana@example.com" and ticket.subject == "my router keeps rebooting"
+    assert ticket.customer_email == "ana@example.com" and ticket.subject == "My router keeps rebooting"
     assert ticket.messages.get().reply_text.startswith("Hello, it reboots.")
     inbound = InboundMail.objects.get()
     assert inbound.source == "smtp" and inbound.status == "processed"
@@ -61,7 +61,7 @@ def test_mail_over_smtp_becomes_a_ticket_and_replies_thread_into_it(listener):
         listener,
         mail(subject="Re: My router keeps rebooting", body="Still broken.", In_Reply_To=first["Message-ID"]),
     )
-    send(listener, mail(subject="AW: My router keeps rebooting", body="Any news?"))
+    send(listener, mail(subject="AW: my ROUTER keeps  rebooting", body="Any news?"))  # case, spaces
     send(listener, mail(subject=f"Question [#{ticket.reference}]", body="Another thing."))
     assert Ticket.objects.count() == 1 and ticket.messages.count() == 4
 

@@ -21,7 +21,12 @@ from assistant.models import Conversation, Message, Site
 from config.asgi import application
 from inference.base import Generation, ModelBusy, TextGenerator
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+# Someone is online: the fallback queues for them (with nobody online: test_no_one_online.py).
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.slow,
+    pytest.mark.usefixtures("agent_online"),
+]
 
 
 @pytest.fixture(autouse=True)

@@ -131,7 +131,7 @@ def test_retention_outside_one_day_to_ten_years_is_refused(client, administrator
 
 def test_only_admins_reach_the_settings_page(client, outsider, agent, auditor, editor):
     anonymous = client.get(PAGE)
-    assert anonymous.status_code == 302 and anonymous["Location"].startswith("/admin/login/")
+    assert anonymous.status_code == 302 and anonymous["Location"].startswith("/accounts/login/")
     for person in (outsider, agent, auditor, editor):
         client.force_login(person)
         assert client.get(PAGE).status_code == 403
@@ -471,7 +471,7 @@ def test_downloads_as_csv_and_json_carry_the_filters_and_are_audited(client, aud
 def test_an_auditor_reads_the_log_and_an_agent_cannot(client, auditor, agent, administrator, trails):
     for path in ("/console/audit/", "/console/audit.csv", "/console/audit.json"):
         anonymous = client.get(path)
-        assert anonymous.status_code == 302 and anonymous["Location"].startswith("/admin/login/")
+        assert anonymous.status_code == 302 and anonymous["Location"].startswith("/accounts/login/")
     assert client.get("/api/audit").status_code == 401
     for person, allowed in ((auditor, True), (administrator, True), (agent, False)):
         client.force_login(person)

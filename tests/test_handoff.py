@@ -15,7 +15,8 @@ from assistant.chat.visitors import issue_token
 from assistant.models import Conversation, Message, Site
 from config.asgi import application
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Someone is online throughout: with nobody online, visitors get email instead (test_no_one_online.py).
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("agent_online")]
 
 ORIGIN = (b"origin", b"http://127.0.0.1:8000")
 
@@ -253,7 +254,7 @@ async def test_bad_console_frames_get_errors_and_the_socket_stays(agent):
 
 def test_console_page_needs_an_agent_login_and_carries_a_csp(client, agent, outsider):
     response = client.get("/console/")
-    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"]
     client.force_login(outsider)
     assert client.get("/console/").status_code == 403
     client.force_login(agent)

@@ -57,6 +57,12 @@ PAGES: dict[str, Policy | str] = {
     "health-ready": Policy("GET", PUBLIC),  # readiness for a load balancer: 503 while warming
     "metrics": Policy("GET", OWN_CHECK),  # METRICS_TOKEN, else loopback or admin/auditor session
     "kb-document": Policy("GET", PUBLIC),  # public documents cited in answers (private: 404)
+    "favicon": Policy("GET", PUBLIC),  # a redirect to the static icon
+    # Getting in (core/signin.py): signing in and out, and the first-run page, which makes the
+    # first administrator only while nobody has an account (tests/test_first_run.py).
+    "signin": Policy("GET", PUBLIC),
+    "signout": Policy("POST", PUBLIC),
+    "setup": Policy("GET", PUBLIC),
     # Agents: live chats, analytics, the email desk.
     "console": allow("GET", AGENT),
     "console-analytics": allow("GET", AGENT),
@@ -245,7 +251,7 @@ def _page_url(name: str) -> str:
 
 
 def _is_login_redirect(response) -> bool:
-    return response.status_code == 302 and response["Location"].startswith("/admin/login/")
+    return response.status_code == 302 and response["Location"].startswith("/accounts/login/")
 
 
 STAFF_PAGES = sorted(name for name, policy in PAGES.items() if isinstance(policy.roles, frozenset))

@@ -106,3 +106,73 @@ def test_work_queued_while_stopped_runs_after_start_and_sigterm_leaves_no_orphan
         with pytest.raises(ProcessLookupError):
             os.kill(child, 0)
     assert "Parley stopped." in (tmp_path / "serve.log").read_text()
+
+
+# --- What a normal start prints ----------------------------------------------------------------
+
+# Lines a normal start used to print that read like something is wrong (issue 22): Celery's
+# warning about running as root, kombu's about the filesystem broker's missing host, Django's about
+# streaming static files under ASGI, and the SMTP listener's own readiness probe as a lost client.
+ALARMING = (
+    "superuser privileges",
+    "No hostname was supplied",
+    "StreamingHttpResponse must consume",
+    "connection lost",
+)
+
+
+def _wait_for_log(server: LiveParley, text: str) -> str:
+    deadline = time.monotonic() + 120
+    while text not in (log := server.read_log()) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert text in log, log[-3000:]
+    return log
+
+
+def test_the_running_server_says_where_it_is(live_parley):
+    log = live_parley.read_log()
+    assert f"Parley is running at {live_parley.url}/" in log
+    assert f"{live_parley.url}/console/" in log and f"{live_parley.url}/studio/" in log
+    assert f"Create the first administrator at {live_parley.url}/setup/" in log or (
+        f"Sign in at {live_parley.url}/accounts/login/" in log
+    )
+
+
+def test_a_normal_start_says_what_runs_where_and_nothing_alarming(tmp_path):
+    import socket
+
+    smtp_port = free_port()
+    server = LiveParley(tmp_path, free_port(), "--no-warmup")
+    server.env["SMTP_INBOUND_PORT"] = str(smtp_port)
+    server.manage("migrate", "--noinput")
+    server.start()
+    try:
+        for path in ("/static/parley/widget.js", "/static/parley/parley.css"):
+            with urllib.request.urlopen(server.url + path) as response:
+                assert response.status == 200 and response.read()
+        _wait_for_log(server, "parley-embedded@")  # the worker has started: its warnings came before
+        _wait_for_log(server, '"GET /static/parley/parley.css HTTP/1.1" 200')
+        started = server.read_log()
+        # A real client that hangs up is still logged.
+        with socket.create_connection(("127.0.0.1", smtp_port), timeout=10) as client:
+            assert client.recv(1024).startswith(b"220")
+        _wait_for_log(server, "connection lost")
+    finally:
+        server.stop()
+    assert f"Parley is running at {server.url}/" in started
+    assert f"Live chats and email desk:    {server.url}/console/" in started
+    assert f"Content studio:               {server.url}/studio/" in started
+    assert f"Inbound email (SMTP):         127.0.0.1:{smtp_port}" in started
+    assert f"Create the first administrator at {server.url}/setup/" in started
+    for line in ALARMING:
+        assert line.lower() not in started.lower(), line
+    assert "-------------- [queues]" not in started  # Celery's banner: serve says what runs
+
+
+def test_import_curated_says_what_a_rerun_did():
+    from assistant.management.commands.import_curated import report
+
+    assert report(24, 24) == "curated examples: imported 24"
+    assert report(0, 24) == "curated examples: all 24 already imported"
+    assert report(2, 24) == "curated examples: imported 2 new, 22 already there"
+    assert report(0, 0) == "curated examples: the file has none"

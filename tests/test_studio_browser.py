@@ -93,3 +93,46 @@ def test_an_editor_takes_a_brief_to_an_exported_article(live_parley, browser):
         live_parley.url + page.locator("a", has_text="html").first.get_attribute("href")
     ).text()
     assert "<script>window.pwned" not in html and "FAQPage" in html
+
+
+def test_the_search_result_preview_follows_the_meta_fields_as_they_are_typed(live_parley, browser):
+    item_id = _shell(
+        live_parley,
+        "from django.contrib.auth.models import Group, User; from content.models import Brief, ContentItem;"
+        "u = User.objects.create_user('sam', password='correct horse battery staple', is_staff=True);"
+        "u.groups.add(Group.objects.get_or_create(name='editor')[0]);"
+        "b = Brief.objects.create(topic='Router lights', keyphrase='router lights');"
+        "i = ContentItem.objects.create(brief=b, generation='done', progress=100, title='Router lights',"
+        " meta_title='Router lights | Parley', meta_description='What the lights mean.',"
+        " slug='router-lights', revision=1);"
+        "print(i.pk)",
+    ).split()[-1]
+    page = browser.new_context().new_page()
+    sign_in(page, live_parley.url, "sam", f"/studio/{item_id}/")
+    snippet = page.locator("#snippet")
+    assert snippet.locator("[data-snippet-title]").inner_text() == "Router lights | Parley"
+
+    # Typing redraws it at once (the input events are handled synchronously).
+    page.locator("#f-meta-title").fill("What the lights on your router mean")
+    assert snippet.locator("[data-snippet-title]").inner_text() == "What the lights on your router mean"
+    count = snippet.locator("[data-snippet-title-count]")
+    assert count.inner_text().startswith("Title: 35 of about 60 characters") and "px" in count.inner_text()
+    assert "badge-ok" in count.get_attribute("class")
+
+    # Too long: cut with "…" where a search engine cuts it, and the counter says so.
+    page.locator("#f-meta-title").fill(
+        "What every blinking light on your home router means, and what to do about each one"
+    )
+    shown = snippet.locator("[data-snippet-title]").inner_text()
+    assert shown.endswith("…") and len(shown) <= 60 and shown.startswith("What every blinking light")
+    assert count.inner_text().endswith(", cut") and "badge-warn" in count.get_attribute("class")
+
+    page.locator("#f-meta-description").fill("x" * 200)
+    assert snippet.locator("[data-snippet-description]").inner_text() == "x" * 157 + "…"
+    page.locator("#f-slug").fill("Router Lights Explained")
+    assert snippet.locator("[data-snippet-url]").inner_text().endswith("› router-lights-explained")
+
+    # What is typed stays text.
+    page.locator("#f-meta-title").fill("<img src=x onerror=window.pwned=1>")
+    assert snippet.locator("[data-snippet-title]").inner_text() == "<img src=x onerror=window.pwned=1>"
+    assert page.evaluate("window.pwned") is None

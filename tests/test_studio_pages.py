@@ -159,9 +159,9 @@ def test_anonymous_visitors_are_sent_to_the_login_page(client, db):
     for address in (reverse("studio"), url(item)):
         response = client.get(address)
         assert response.status_code == 302
-        assert response["Location"].startswith(reverse("admin:login"))
+        assert response["Location"].startswith(reverse("signin"))
     response = client.post(url(item, "transition"), {"to": "in_review"})
-    assert response.status_code == 302 and response["Location"].startswith(reverse("admin:login"))
+    assert response.status_code == 302 and response["Location"].startswith(reverse("signin"))
     assert ContentItem.objects.get(pk=item.pk).state == "draft"
 
 

@@ -65,6 +65,9 @@ CHAT_FRAMES = {
     "citations": lambda f: isinstance(f.get("items"), list),
     "done": lambda f: isinstance(f.get("message"), str) and isinstance(f.get("handoff"), bool),
     "agent_message": lambda f: isinstance(f.get("text"), str) and isinstance(f.get("agent"), str),
+    "agent_typing": lambda f: isinstance(f.get("agent"), str),
+    "offline": lambda f: isinstance(f.get("text"), str) and f.get("open_now") in (True, False, None),
+    "ticket": lambda f: isinstance(f.get("email"), str) and isinstance(f.get("reference"), str),
     "error": _check_error,
     "history": lambda f: isinstance(f.get("messages"), list) and f.get("state") in HANDOFF_STATES,
     "handoff": lambda f: f.get("state") in HANDOFF_STATES,
@@ -79,7 +82,9 @@ CHAT_FRAMES = {
     ),
 }
 # One of these answers each client frame (the rest are events: tokens, citations, broadcasts).
-CHAT_REPLIES = {"error", "conversation", "export", "erased", "feedback_saved", "handoff", "queued"}
+CHAT_REPLIES = {
+    "error", "conversation", "export", "erased", "feedback_saved", "handoff", "queued", "offline", "ticket"
+}  # fmt: skip
 
 CONSOLE_FRAMES_OK = {
     "queue": lambda f: isinstance(f.get("conversations"), list),
@@ -87,10 +92,12 @@ CONSOLE_FRAMES_OK = {
     "history": lambda f: isinstance(f.get("messages"), list) and f.get("state") in HANDOFF_STATES,
     "handoff": lambda f: f.get("state") in HANDOFF_STATES,
     "agent_message": lambda f: isinstance(f.get("text"), str),
+    "agent_typing": lambda f: isinstance(f.get("agent"), str),
+    "ticket": lambda f: isinstance(f.get("email"), str),
     "visitor_message": lambda f: isinstance(f.get("text"), str),
     "error": _check_error,
 }
-CONSOLE_REPLIES = {"error", "history", "changed", "agent_message"}
+CONSOLE_REPLIES = {"error", "history", "changed", "agent_message", "agent_typing"}
 
 
 def assert_contract(frame: Any, shapes: dict, where: str) -> None:
@@ -175,12 +182,19 @@ class Fuzzer:
             ["message"] * 4
             + ["feedback"] * 3
             + ["handoff"] * 2
+            + ["email"] * 2
             + ["resume"] * 2
             + ["export", "erase", "dance", "", None, 5, ["message"], "MESSAGE"]
         )
         frame: dict[str, Any] = {} if r.random() < 0.05 else {"type": kind}
         if kind == "message":
             frame["text"] = self.text()
+        if kind == "email":
+            frame["email"] = r.choice(["jo@example.com", "jo@", "a@b.c\nBcc: x@y.z", self.value()])
+            if r.random() < 0.5:
+                frame["name"] = self.text()
+            if r.random() < 0.5:
+                frame["text"] = self.text()
         if r.random() < 0.7:
             frame["conversation"] = self.value()
         if kind == "feedback" or r.random() < 0.2:
@@ -411,7 +425,7 @@ async def fuzz_console(agents: WebsocketCommunicator, rng: random.Random, known:
         roll = rng.random()
         if roll < 0.8:
             frame: dict[str, Any] = {
-                "type": rng.choice(["open", "claim", "reply", "hand_back", "close", "dance", None])
+                "type": rng.choice(["open", "claim", "reply", "typing", "hand_back", "close", "dance", None])
             }
             frame["conversation"] = (
                 rng.choice(known["conversations"])
@@ -527,6 +541,7 @@ async def test_inputs_the_fuzzer_found_get_clear_errors_on_the_chat_socket(agent
         "type": "handoff",
         "state": "joined",
         "agent": "alex",
+        "initials": "A",
     }
 
     # The agent's console: a reply with a lone surrogate, nesting past the parser, and a reply to

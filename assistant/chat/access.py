@@ -14,7 +14,7 @@ def get_visitor_conversation(conversation_id: Any, visitor: str | None) -> Conve
     """The conversation; with `visitor`, only that visitor's own (None: staff, any visitor's)."""
     try:
         pk = uuid.UUID(str(conversation_id))
-        conversation = Conversation.objects.select_related("agent", "site").get(pk=pk)
+        conversation = Conversation.objects.select_related("agent", "site", "ticket").get(pk=pk)
     except (ValueError, Conversation.DoesNotExist) as exc:
         # The same answer for a malformed and a missing id: ids are not to be probed.
         raise ChatError("unknown_conversation", "That conversation does not exist.") from exc

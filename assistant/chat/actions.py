@@ -219,19 +219,22 @@ async def _model_answer(
     if fallback:
         for piece in re.findall(r"\s*\S+", fallback):
             yield AnswerEvent("token", {"text": piece})
-    if answer.failure is not None:
-        await _hand_off(conversation)
+    offline = await _hand_off(conversation) if answer.failure is not None else None
+    if offline is not None:  # nobody online: the visitor is told so and offered email
+        yield AnswerEvent("offline", {k: v for k, v in offline.items() if k != "type"})
     yield AnswerEvent("citations", {"items": citations})
     handoff_offered = answer.failure is not None or message.unanswered
     yield AnswerEvent("done", {"message": str(message.pk), "handoff": handoff_offered})
 
 
-async def _hand_off(conversation: Conversation) -> None:
-    """Queue the conversation for a person after a fallback reply."""
+async def _hand_off(conversation: Conversation) -> dict[str, Any] | None:
+    """Ask for a person after a fallback reply: queued when an agent is online, else the
+    offline frame to send (handoff.ask_for_person)."""
     try:
-        await handoff.request_person(conversation)
+        return await handoff.ask_for_person(conversation)
     except ChatError as exc:  # closed meanwhile: the fallback reply still stands
         log.warning("event=fallback_handoff_refused code=%s", exc.code)
+        return None
 
 
 _FOLLOW_UP = re.compile(

@@ -4,7 +4,8 @@ Parley host itself).
 
 Client → server: {"type": "open", "conversation": id} (history, then its live frames),
 {"type": "claim" | "hand_back" | "close", "conversation": id},
-{"type": "reply", "conversation": id, "text": "..."}.
+{"type": "reply", "conversation": id, "text": "..."}, {"type": "typing", "conversation": id} (the
+visitor sees the agent's name typing; only for the agent holding it).
 Server → client: {"type": "queue", "conversations": [...]} on connect, {"type": "changed",
 "conversation": {...}} whenever one enters, leaves or changes state, {"type": "history", ...},
 the conversation frames the visitor also gets (handoff, agent_message) plus `visitor_message`
@@ -12,16 +13,22 @@ and the bot's stored answers, and {"type": "error", "code", "message"}.
 
 Every frame counts against the agent's CHAT_CONSOLE_FRAMES_PER_MINUTE; bad ones get an `error`
 frame and the socket stays open, as on the visitors' socket.
+
+While the socket is open the agent counts as online (assistant/chat/presence.py): visitors who
+ask for a person are queued for them; with no console open anywhere, visitors are offered email.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from assistant.chat import handoff, present
+from assistant.chat import handoff, presence, present
 from assistant.chat.access import get_visitor_conversation
 from assistant.chat.errors import ChatError
 from assistant.chat.frames import FrameSocket, message_text, parse_frame
@@ -29,12 +36,14 @@ from assistant.chat.limits import check_rate
 from assistant.models import Conversation
 from core.roles import AGENT, has_role
 
+log = logging.getLogger(__name__)
+
 
 @sync_to_async
 def _queue() -> list[dict[str, Any]]:
     live = Conversation.objects.filter(
         status__in=[Conversation.Status.QUEUED, Conversation.Status.AGENT]
-    ).select_related("agent", "site")
+    ).select_related("agent", "site", "ticket")
     return [present.summary(c) for c in live.order_by("handoff_at")]
 
 
@@ -55,18 +64,36 @@ class ConsoleConsumer(FrameSocket, AsyncWebsocketConsumer):
         self.user = self.scope.get("user")
         self.groups_joined: set[str] = set()
         self.admitted = False
+        self.heartbeat: asyncio.Task | None = None
         if not await sync_to_async(has_role)(self.user, AGENT):
             await self.close(code=4001)  # not logged in as an agent: refused before accept
             return
         await self.accept()
         self.admitted = True
+        await sync_to_async(presence.arrive)(self.user, self.channel_name)
+        self.heartbeat = asyncio.create_task(self._stay_online())
         await self.channel_layer.group_add(handoff.CONSOLE_GROUP, self.channel_name)
         self.groups_joined.add(handoff.CONSOLE_GROUP)
         await self.send_json({"type": "queue", "conversations": await _queue(), "me": self.user.pk})
 
     async def disconnect(self, code: int) -> None:
+        if self.heartbeat:
+            self.heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.heartbeat
+        if self.admitted:
+            await sync_to_async(presence.leave)(self.channel_name)
         for group in self.groups_joined:
             await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def _stay_online(self) -> None:
+        """Refresh this socket's presence while it is open; if the process dies, it expires."""
+        while True:
+            await asyncio.sleep(presence.refresh_seconds())
+            try:
+                await sync_to_async(presence.arrive)(self.user, self.channel_name)
+            except Exception:  # a database hiccup: try again next time rather than stop for good
+                log.exception("event=presence_refresh_failed")
 
     async def console_changed(self, event: dict[str, Any]) -> None:
         await self.send_json({"type": "changed", "conversation": event["conversation"]})
@@ -100,6 +127,10 @@ class ConsoleConsumer(FrameSocket, AsyncWebsocketConsumer):
             await handoff.hand_back(conversation, self.user)
         elif kind == "close":
             await handoff.close(conversation, self.user)
+        elif kind == "typing":
+            frame = await handoff.agent_typing(conversation, self.user)
+            if handoff.conversation_group(conversation) not in self.groups_joined:
+                await self.send_json(frame)  # as for a reply: every frame has an answer
         elif kind == "reply":
             text = message_text(frame.get("text"))
             message = await handoff.agent_reply(conversation, self.user, text)
@@ -109,5 +140,5 @@ class ConsoleConsumer(FrameSocket, AsyncWebsocketConsumer):
                 await self.send_json(present.agent_message_frame(message, self.user))
         else:
             raise ChatError(
-                "unknown_type", "Unknown frame type; expected open, claim, reply, hand_back or close."
+                "unknown_type", "Unknown frame type; expected open, claim, reply, typing, hand_back or close."
             )

@@ -32,7 +32,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.http.request import validate_host
 
-from assistant.chat import handoff, present
+from assistant.chat import availability, handoff, offline, presence, present
 from assistant.chat.access import get_visitor_conversation
 from assistant.chat.actions import do_record_feedback, get_or_start_conversation, stream_answer
 from assistant.chat.errors import ChatError
@@ -177,10 +177,13 @@ class ChatConsumer(FrameSocket, AsyncWebsocketConsumer):
                 await self.send_json({"type": "export", "data": data})
             elif kind == "erase":
                 await self._on_erase()
+            elif kind == "email":
+                await self._on_email(frame)
             else:
                 raise ChatError(
                     "unknown_type",
-                    "Unknown frame type; expected message, feedback, handoff, resume, export or erase.",
+                    "Unknown frame type; expected message, feedback, handoff, email, resume, export "
+                    "or erase.",
                 )
 
     def _conversation_id(self, frame: dict[str, Any]) -> str | None:
@@ -219,15 +222,25 @@ class ChatConsumer(FrameSocket, AsyncWebsocketConsumer):
             Conversation.Status.AGENT,
         ):
             await self._relay(conversation, text)
+            if conversation.status == Conversation.Status.QUEUED and not await self._agents_online():
+                # Kept for when someone is back, but never silently: the visitor is told and
+                # may leave their address instead.
+                await self.send_json(await sync_to_async(availability.offer)(conversation))
         elif handoff.asks_for_person(text):
-            await self._check_handoff()
+            online = await self._agents_online()
+            if online:
+                await self._check_handoff()
             if conversation is None:
                 conversation = await self._start_conversation()
             await self._follow(str(conversation.id))
             await self.send_json({"type": "conversation", "id": str(conversation.id)})
             message = await handoff.visitor_message_to_agent(conversation, text)
-            await self._request_person(conversation)
+            offer = await self._request_person(conversation) if online else None
             await self._relayed(message)
+            if not online:
+                await self.send_json(await sync_to_async(availability.offer)(conversation))
+            elif offer is not None:  # the last agent left in between
+                await self.send_json(offer)
         else:
             # Cache counters are sub-millisecond calls: made inline, so the slot is free again
             # the moment the answer's last frame is sent (a thread hop would leave a window).
@@ -272,7 +285,8 @@ class ChatConsumer(FrameSocket, AsyncWebsocketConsumer):
         conversation = await self._conversation(self._conversation_id(frame))
         if conversation is not None and conversation.status == Conversation.Status.CLOSED:
             raise ChatError("conversation_closed", "This conversation is closed; start a new one.")
-        if conversation is None or conversation.status == Conversation.Status.BOT:
+        online = await self._agents_online()
+        if online and (conversation is None or conversation.status == Conversation.Status.BOT):
             await self._check_handoff()  # before a conversation is made for it
         if conversation is None:
             conversation = await self._start_conversation()
@@ -282,14 +296,45 @@ class ChatConsumer(FrameSocket, AsyncWebsocketConsumer):
             # Already with a person: nothing changes, so no group frame comes; say so directly.
             await self.send_json(present.state_frame(conversation))
             return
-        await self._request_person(conversation)  # the state frame comes through the group
+        if not online:  # nothing is queued: the visitor is told and offered email instead
+            await self.send_json(await sync_to_async(availability.offer)(conversation))
+            return
+        offer = await self._request_person(conversation)  # the state frame comes through the group
+        if offer is not None:
+            await self.send_json(offer)
+
+    async def _agents_online(self) -> bool:
+        return await sync_to_async(presence.agents_online)()
 
     async def _check_handoff(self) -> None:
         await sync_to_async(check_handoff)(self.visitor, self.ip)
 
-    async def _request_person(self, conversation: Conversation) -> None:
-        await handoff.request_person(conversation)
-        await sync_to_async(record_handoff)(self.ip, conversation.id)
+    async def _request_person(self, conversation: Conversation) -> dict[str, Any] | None:
+        offer = await handoff.ask_for_person(conversation)
+        if offer is None:
+            await sync_to_async(record_handoff)(self.ip, conversation.id)
+        return offer
+
+    async def _on_email(self, frame: dict[str, Any]) -> None:
+        """The visitor's address, to be answered by email: their conversation becomes a desk
+        ticket (assistant/chat/offline.py). Its errors say they are about the email form."""
+        try:
+            await sync_to_async(check_rate, thread_sensitive=False)("email", visitor=self.visitor, ip=self.ip)
+            conversation_id = self._conversation_id(frame)
+            if conversation_id is None:
+                raise ChatError("unknown_conversation", "That conversation does not exist.")
+            left = await sync_to_async(offline.leave_email)(
+                conversation_id, self.visitor, frame.get("email"), frame.get("name"), frame.get("text")
+            )
+        except ChatError as exc:
+            exc.extra["for"] = "email"
+            raise
+        await self._follow(str(left.conversation.id))
+        ticket = availability.ticket_frame(left.conversation, left.ticket)
+        if left.created:  # every tab of the visitor (this one too) and the consoles hear it
+            await handoff.announce_ticket(left.conversation, ticket, left.was_queued)
+        else:
+            await self.send_json(ticket)
 
     async def _on_resume(self, frame: dict[str, Any]) -> None:
         conversation = await self._conversation(self._conversation_id(frame))
@@ -305,9 +350,13 @@ class ChatConsumer(FrameSocket, AsyncWebsocketConsumer):
                 "conversation": str(conversation.id),
                 "state": state["state"],
                 "agent": state["agent"],
+                "initials": state.get("initials"),
+                "ticket": availability.ticket_fields(conversation.ticket) if conversation.ticket_id else None,
                 "messages": messages,
             }
         )
+        if conversation.status == Conversation.Status.QUEUED and not await self._agents_online():
+            await self.send_json(await sync_to_async(availability.offer)(conversation))
 
     async def _on_erase(self) -> None:
         """The visitor's right to erasure: every conversation under their token, now."""

@@ -8,5 +8,5 @@ from typing import Any
 
 @dataclass(frozen=True)
 class AnswerEvent:
-    kind: str  # "conversation" | "token" | "citations" | "done"
+    kind: str  # "conversation" | "token" | "citations" | "offline" | "done"
     data: dict[str, Any]

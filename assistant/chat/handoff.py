@@ -18,9 +18,10 @@ from channels.layers import get_channel_layer
 from django.db import IntegrityError, transaction
 from django_fsm import ConcurrentTransition, TransitionNotAllowed
 
+from assistant.chat import availability, presence
 from assistant.chat.access import get_visitor_conversation
 from assistant.chat.errors import ChatError
-from assistant.chat.present import agent_message_frame, state_frame, summary
+from assistant.chat.present import agent_message_frame, agent_typing_frame, state_frame, summary
 from assistant.models import Conversation, Message
 
 CONSOLE_GROUP = "console"
@@ -81,6 +82,33 @@ async def request_person(conversation: Conversation) -> Conversation:
     return conversation
 
 
+async def ask_for_person(conversation: Conversation) -> dict[str, Any] | None:
+    """The visitor asked for a person (or the assistant handed over after a fallback): with an
+    agent online, into the queue (returns None; the state frame goes to the conversation's
+    group); with nobody online, nothing is queued and the offline frame to send the visitor is
+    returned (assistant/chat/availability.py), so no question waits where nobody looks."""
+    if conversation.status == Conversation.Status.AGENT:
+        return None
+    if conversation.status == Conversation.Status.CLOSED:
+        raise ChatError("conversation_closed", "This conversation is closed; start a new one.")
+    if await sync_to_async(presence.agents_online)():
+        await request_person(conversation)
+        return None
+    return await sync_to_async(availability.offer)(conversation)
+
+
+async def announce_ticket(conversation: Conversation, frame: dict[str, Any], was_queued: bool) -> None:
+    """The conversation became a desk ticket: every tab of the visitor learns it; when it had
+    been waiting in the live queue, the consoles see it leave."""
+    layer = get_channel_layer()
+    await layer.group_send(conversation_group(conversation.id), {"type": "chat.frame", "frame": frame})
+    if was_queued:
+        await layer.group_send(
+            CONSOLE_GROUP,
+            {"type": "console.changed", "conversation": await sync_to_async(summary)(conversation)},
+        )
+
+
 async def claim(conversation_id: Any, agent) -> Conversation:
     conversation = await sync_to_async(_get)(conversation_id)
     await sync_to_async(_transition)(conversation, "claim", agent)
@@ -121,6 +149,18 @@ async def agent_reply(conversation_id: Any, agent, text: str) -> Message:
         conversation_group(conversation.id), {"type": "chat.frame", "frame": frame}
     )
     return message
+
+
+async def agent_typing(conversation_id: Any, agent) -> dict[str, Any]:
+    """The agent holding the conversation is writing: the visitor sees their name typing."""
+    conversation = await sync_to_async(_get)(conversation_id)
+    if conversation.status != Conversation.Status.AGENT or conversation.agent_id != agent.pk:
+        raise ChatError("not_yours", "Claim the conversation before replying.")
+    frame = agent_typing_frame(conversation, agent)
+    await get_channel_layer().group_send(
+        conversation_group(conversation.id), {"type": "chat.frame", "frame": frame}
+    )
+    return frame
 
 
 async def visitor_message_to_agent(conversation: Conversation, text: str) -> Message:

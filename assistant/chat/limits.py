@@ -35,6 +35,11 @@ RATE_RULES: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("visitor", "CHAT_MESSAGES_PER_MINUTE", "Too many messages"),
         ("ip", "CHAT_MESSAGES_PER_MINUTE_PER_IP", "Too many messages from your network"),
     ),
+    # Leaving an email address for an answer by email (assistant/chat/offline.py).
+    "email": (
+        ("visitor", "CHAT_EMAILS_PER_MINUTE", "Too many tries"),
+        ("ip", "CHAT_EMAILS_PER_MINUTE_PER_IP", "Too many tries from your network"),
+    ),
     "console": (("agent", "CHAT_CONSOLE_FRAMES_PER_MINUTE", "Too many requests"),),
 }
 

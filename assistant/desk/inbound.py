@@ -45,8 +45,10 @@ _PREFIXES = re.compile(r"^\s*((re|fw|fwd|aw|wg|tr|sv|antw)\s*(\[\d+\])?\s*:\s*)+
 
 
 def normalise_subject(subject: str) -> str:
+    """The subject as the customer wrote it, without reply/forward prefixes, our reference and
+    runs of white space: what the desk shows. Threads match it case-insensitively."""
     subject = _REFERENCE.sub("", subject)
-    return " ".join(_PREFIXES.sub("", subject).lower().split())
+    return " ".join(_PREFIXES.sub("", subject).split())
 
 
 def mail_dir() -> Path:
@@ -286,6 +288,37 @@ def _store_message(inbound: InboundMail, parsed: ParsedMail) -> MailMessage:
     return message
 
 
+def open_chat_ticket(
+    *, message_id: str, email: str, name: str, subject: str, text: str, question: str
+) -> Ticket:
+    """A ticket from a website chat whose visitor left their address because nobody was online
+    (assistant/chat/offline.py). The chat is the customer's first message, as if they had mailed
+    it (`text` the whole transcript, `question` what the visitor wrote: what triage and the draft
+    answer), so the desk triages and drafts it like any mail. Always a new ticket: an address
+    typed into a chat proves nothing, so it never threads into that address's other tickets.
+    `message_id` names the chat; the same one again raises IntegrityError (one inbound message
+    per Message-ID). Call inside a transaction: processing is queued when it commits."""
+    ticket = Ticket.objects.create(
+        subject=_clean(subject, Ticket, "subject") or "(no subject)",
+        customer_email=email,
+        customer_name=_clean(name, Ticket, "customer_name"),
+    )
+    MailMessage.objects.create(
+        ticket=ticket,
+        direction=MailMessage.Direction.IN,
+        message_id=message_id,
+        from_email=email,
+        from_name=_clean(name, MailMessage, "from_name"),
+        subject=_clean(subject, MailMessage, "subject"),
+        sent_at=timezone.now(),
+        text=_clean(text, MailMessage, "text"),
+        reply_text=_clean(question, MailMessage, "reply_text"),
+    )
+    ticket_id = ticket.pk
+    transaction.on_commit(lambda: enqueue_processing(ticket_id))
+    return ticket
+
+
 def enqueue_processing(ticket_id: int) -> None:
     """Triage and a draft, by the Celery worker (`manage.py serve` runs one)."""
     try:
@@ -349,7 +382,7 @@ def find_ticket(parsed: ParsedMail) -> Ticket | None:
     if subject:
         since = timezone.now() - timedelta(days=THREAD_SUBJECT_DAYS)
         return (
-            Ticket.objects.filter(customer_email=sender, subject=subject, updated_at__gte=since)
+            Ticket.objects.filter(customer_email=sender, subject__iexact=subject, updated_at__gte=since)
             .order_by("-updated_at")
             .first()
         )

@@ -7,6 +7,9 @@ every page (the worker parses, in a child process with a time limit)."""
 from __future__ import annotations
 
 import logging
+import socket
+import threading
+import time
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -31,11 +34,54 @@ class DeskHandler:
         return "250 2.0.0 Message accepted"
 
 
-def start_listener(port: int | None = None, host: str | None = None):
-    """Start the listener in its own thread; returns the aiosmtpd Controller (call .stop())."""
+class _ProbeFilter(logging.Filter):
+    """aiosmtpd checks that its server is up by connecting to it once and hanging up, and its
+    session log ("mail.log") reports that like any client: "Peer: ...", "connection lost". Those
+    records are dropped, by the probe's own address; every other connection is still logged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._probes: dict[tuple, float] = {}  # the probe's address -> when to forget it
+
+    def add(self, address: tuple) -> None:
+        with self._lock:
+            now = time.monotonic()
+            self._probes = {a: t for a, t in self._probes.items() if t > now}
+            self._probes[address] = now + 60  # its records come within moments
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        with self._lock:
+            return not any(isinstance(a, tuple) and a in self._probes for a in args)
+
+
+_probe_filter = _ProbeFilter()
+
+
+def _controller_class():
     from aiosmtpd.controller import Controller
 
-    controller = Controller(
+    class Listener(Controller):
+        def _trigger_server(self) -> None:
+            # aiosmtpd's probe, with the client's address known before it connects: bound first,
+            # so the server can never log the connection before the filter knows it.
+            host = self.hostname or self._localhost
+            family, kind, proto, _, address = socket.getaddrinfo(host, self.port, type=socket.SOCK_STREAM)[0]
+            with socket.socket(family, kind, proto) as probe:
+                probe.settimeout(1.0)
+                probe.bind((address[0], 0))
+                _probe_filter.add(probe.getsockname())
+                probe.connect(address)
+                probe.recv(1024)
+
+    return Listener
+
+
+def start_listener(port: int | None = None, host: str | None = None):
+    """Start the listener in its own thread; returns the aiosmtpd Controller (call .stop())."""
+    logging.getLogger("mail.log").addFilter(_probe_filter)  # once: addFilter ignores a repeat
+    controller = _controller_class()(
         DeskHandler(),
         hostname=host or settings.SMTP_INBOUND_HOST,
         port=port or settings.SMTP_INBOUND_PORT,

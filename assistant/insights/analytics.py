@@ -1,6 +1,13 @@
 """What the website assistant is worth, for the console: how many conversations, how many the
 assistant resolved on its own, handoffs, thumbs-down, the most asked questions and the ones the
-knowledge base could not answer; and the raw rows behind them for export (CSV or JSON)."""
+knowledge base could not answer; and the raw rows behind them for export (CSV or JSON).
+
+A question is what a visitor asked the assistant: a visitor's message the assistant answered
+(the next message in the conversation is the assistant's). Messages relayed to a person (after
+a handoff, and the words asking for one) get no answer from the assistant and are not questions.
+A question is not answered by the knowledge base when its answer was a decline or a "not sure"
+with a person offered (`unanswered`), or the fixed reply after the model failed, stalled or took
+too long (answers/fallback.py; the conversation then went to a person)."""
 
 from __future__ import annotations
 
@@ -15,6 +22,8 @@ from django.utils import timezone
 from assistant.models import Conversation, Feedback, Message
 
 _WORDS = re.compile(r"[\w']+")
+# Finish reasons of an answer replaced by the fallback reply (answers/fallback.py: finish_reason).
+FALLBACK_REASONS = ("stalled", "timeout", "busy", "error")
 
 
 def normalise(question: str) -> str:
@@ -44,9 +53,17 @@ def summary(days: int = 30, top: int = 10) -> dict[str, Any]:
     handoffs = conversations.filter(handoff_at__isnull=False).count()
     answers = Message.objects.filter(role=Message.Role.ASSISTANT, created_at__gte=since)
     feedback = Feedback.objects.filter(created_at__gte=since)
-    questions = Message.objects.filter(role=Message.Role.USER, created_at__gte=since)
-    asked = Counter(normalise(text) for text in questions.values_list("text", flat=True))
-    unanswered = answers.filter(unanswered=True).annotate(question=_asked_before("pk", "conversation_id"))
+    questions = Message.objects.filter(role=Message.Role.USER, created_at__gte=since).alias(
+        answered_by=_next_role("pk", "conversation_id")
+    )
+    asked = Counter(
+        normalise(text)
+        for text in questions.filter(answered_by=Message.Role.ASSISTANT).values_list("text", flat=True)
+    )
+    not_from_kb = answers.filter(
+        Q(unanswered=True) | Q(status=Message.Status.FAILED) | Q(finish_reason__in=FALLBACK_REASONS)
+    ).exclude(status=Message.Status.CANCELLED)
+    unanswered = not_from_kb.annotate(question=_asked_before("pk", "conversation_id"))
     gaps = Counter(normalise(q) for q in unanswered.values_list("question", flat=True) if q)
     return {
         "days": days,
@@ -80,6 +97,16 @@ def _asked_before(answer: str, conversation: str) -> Subquery:
         )
         .order_by("-id")
         .values("text")[:1]
+    )
+
+
+def _next_role(message: str, conversation: str) -> Subquery:
+    """Who wrote the message after a visitor's (outer fields name its id and conversation's):
+    "assistant" when the assistant answered it."""
+    return Subquery(
+        Message.objects.filter(conversation_id=OuterRef(conversation), id__gt=OuterRef(message))
+        .order_by("id")
+        .values("role")[:1]
     )
 
 

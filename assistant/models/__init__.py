@@ -1,7 +1,7 @@
 """The assistant app's models: website conversations (chat.py) and the email desk (desk.py)."""
 
 from answers.models import PinnedAnswer  # moved to answers/ (the answer path owns it)
-from assistant.models.chat import Conversation, Feedback, Message, Site
+from assistant.models.chat import AgentPresence, Conversation, Feedback, Message, Site
 from assistant.models.desk import (
     Attachment,
     Draft,
@@ -17,6 +17,7 @@ from assistant.models.drift import DriftReport, QuestionSample
 from assistant.models.training import TrainingExample
 
 __all__ = [
+    "AgentPresence",
     "Attachment",
     "Draft",
     "Conversation",

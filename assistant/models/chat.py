@@ -5,11 +5,27 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
+from assistant.models.hours import HoursError, parse_hours, zone
 from inference.models import ModelVersion
+
+
+def validate_hours(value: str) -> None:
+    try:
+        parse_hours(value)
+    except HoursError as exc:
+        raise ValidationError(str(exc)) from exc
+
+
+def validate_time_zone(value: str) -> None:
+    try:
+        zone(value)
+    except HoursError as exc:
+        raise ValidationError(str(exc)) from exc
 
 
 class Site(models.Model):
@@ -26,6 +42,26 @@ class Site(models.Model):
     greeting = models.CharField(max_length=300, blank=True)
     color = models.CharField(max_length=32, blank=True, help_text="A CSS colour, e.g. #2563eb.")
     language = models.CharField(max_length=8, blank=True, help_text="en, de or fr.")
+    # When nobody from the team is online, visitors are told when to expect a reply from these
+    # and asked for their email address (assistant/chat/offline.py).
+    time_zone = models.CharField(
+        max_length=64,
+        default="UTC",
+        validators=[validate_time_zone],
+        help_text="The time zone of the opening hours, e.g. Europe/Berlin.",
+    )
+    opening_hours = models.TextField(
+        blank=True,
+        validators=[validate_hours],
+        help_text="When your team answers chats, one rule per line, e.g. 'Mon-Fri 09:00-17:00' and "
+        "'Sat 10:00-14:00'. Leave empty if you do not want to show opening hours.",
+    )
+    reply_time = models.CharField(
+        max_length=80,
+        blank=True,
+        help_text="How soon you usually reply during opening hours, e.g. 'within 2 hours'. Shown to "
+        "visitors as 'We usually reply within 2 hours'.",
+    )
 
     def __str__(self) -> str:
         return self.name
@@ -64,6 +100,11 @@ class Conversation(ConcurrentTransitionMixin, models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     handoff_at = models.DateTimeField(null=True, blank=True)  # first time a person was asked for
+    # Nobody was online, so the visitor left their address and the conversation became this desk
+    # ticket (assistant/chat/offline.py): one per conversation.
+    ticket = models.OneToOneField(
+        "assistant.Ticket", null=True, blank=True, on_delete=models.SET_NULL, related_name="conversation"
+    )
     closed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -91,9 +132,28 @@ class Conversation(ConcurrentTransitionMixin, models.Model):
     def hand_back(self) -> None:
         self.agent = None
 
+    @transition(field=status, source=[Status.BOT, Status.QUEUED], target=Status.BOT)
+    def move_to_email(self, ticket) -> None:
+        """Out of the live queue (if it was there): the desk answers by email now, and the
+        assistant answers what the visitor asks meanwhile."""
+        self.ticket = ticket
+
     @transition(field=status, source=[Status.BOT, Status.QUEUED, Status.AGENT], target=Status.CLOSED)
     def close(self) -> None:
         self.closed_at = timezone.now()
+
+
+class AgentPresence(models.Model):
+    """One open agent console socket (assistant/chat/presence.py). In the database, not in a
+    process, so every server process sees every agent; a row whose socket's process died stops
+    counting once `seen_at` is older than CHAT_PRESENCE_SECONDS."""
+
+    channel = models.CharField(max_length=200, unique=True)  # the socket's channel name
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    seen_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.user_id} on {self.channel}"
 
 
 class Message(models.Model):

@@ -21,7 +21,7 @@ from __future__ import annotations
 from content.errors import ExportError
 from content.export.bundle import EXPORT_VERSION, bundle, to_json
 from content.export.markdown import faq_jsonld, to_markdown
-from content.export.page import to_html
+from content.export.page import article_html, to_html
 from content.export.png import AI_CAPTION, IMAGE_DIR, PLACEHOLDER_NOTE, image_bytes, png_metadata
 
 # markdown.py (the Markdown and the FAQ's JSON-LD), page.py (HTML), bundle.py (JSON, zip), png.py
@@ -32,6 +32,7 @@ __all__ = [
     "IMAGE_DIR",
     "PLACEHOLDER_NOTE",
     "ExportError",
+    "article_html",
     "bundle",
     "faq_jsonld",
     "image_bytes",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
@@ -24,19 +24,33 @@ _ALLOWED_TAGS = {
     *("a", "img", "figure", "figcaption", "small", "table", "thead", "tbody", "tr", "th", "td"),
 }
 _ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "img": {"src", "alt", "width", "height"}, "ol": {"start"}}
+ImageSrc = Callable[[Mapping[str, Any]], str]
+
+
+def _clean(markup: str) -> str:
+    return nh3.clean(
+        markup,
+        tags=_ALLOWED_TAGS,
+        attributes=_ALLOWED_ATTRIBUTES,
+        url_schemes={"http", "https"},  # relative URLs are kept as well
+        link_rel="noopener",
+    )
+
+
+def article_html(item: Mapping[str, Any], src: ImageSrc = image_src) -> str:
+    """The article's body as the page below has it (H1, images as captioned figures, sections,
+    FAQ), sanitised the same way, without the page around it: the studio's preview. `src` says
+    where an image is loaded from (the studio's own copies; the export's images/ folder by
+    default)."""
+    images = {image["filename"]: image for image in item_images(item)}
+    return _clean(_render_markdown(article_markdown(item), images, src=src))
 
 
 def to_html(item: Mapping[str, Any], base_url: str | None = None) -> str:
     """A complete HTML5 page. Every string from the item is escaped or sanitised; the only
     script is the FAQPage JSON-LD, whose JSON cannot close its <script> element."""
     images = {image["filename"]: image for image in item_images(item)}
-    body = nh3.clean(
-        _render_markdown(article_markdown(item), images),
-        tags=_ALLOWED_TAGS,
-        attributes=_ALLOWED_ATTRIBUTES,
-        url_schemes={"http", "https"},  # relative URLs are kept as well
-        link_rel="noopener",
-    )
+    body = _clean(_render_markdown(article_markdown(item), images))
     head = [
         '<meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
@@ -66,7 +80,9 @@ def to_html(item: Mapping[str, Any], base_url: str | None = None) -> str:
     )
 
 
-def _render_markdown(markdown: str, images: Mapping[str, Mapping[str, Any]]) -> str:
+def _render_markdown(
+    markdown: str, images: Mapping[str, Mapping[str, Any]], src: ImageSrc = image_src
+) -> str:
     """Markdown to HTML, with the item's images as captioned figures and one H1 at most."""
     tokens = md.parse(markdown)
     out: list[Token] = []
@@ -81,13 +97,13 @@ def _render_markdown(markdown: str, images: Mapping[str, Mapping[str, Any]]) -> 
         if token.type == "paragraph_open" and index + 2 < len(tokens):
             shown = _standalone_images(tokens[index + 1], images)
             if shown:
-                figures = "".join(_figure_html(image) for image in shown)
+                figures = "".join(_figure_html(image, src) for image in shown)
                 out.append(Token("html_block", "", 0, content=figures + "\n"))
                 index += 3
                 continue
         out.append(token)
         index += 1
-    return md.renderer.render(out, md.options, {"parley_images": images})
+    return md.renderer.render(out, md.options, {"parley_images": images, "parley_src": src})
 
 
 def _standalone_images(inline: Token, images: Mapping[str, Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -115,21 +131,21 @@ def _render_image(self: RendererHTML, tokens: Sequence[Token], idx: int, options
     image = _item_image(tokens[idx], env.get("parley_images", {}))
     if image is None:
         return RendererHTML.image(self, tokens, idx, options, env)
-    return f"{_img_html(image)} <small>({_esc(caption(image))})</small>"
+    return f"{_img_html(image, env.get('parley_src', image_src))} <small>({_esc(caption(image))})</small>"
 
 
 md.add_render_rule("image", _render_image)
 
 
-def _figure_html(image: Mapping[str, Any]) -> str:
-    return f"<figure>{_img_html(image)}<figcaption>{_esc(caption(image))}</figcaption></figure>"
+def _figure_html(image: Mapping[str, Any], src: ImageSrc) -> str:
+    return f"<figure>{_img_html(image, src)}<figcaption>{_esc(caption(image))}</figcaption></figure>"
 
 
-def _img_html(image: Mapping[str, Any]) -> str:
+def _img_html(image: Mapping[str, Any], src: ImageSrc) -> str:
     size = "".join(
         f' {name}="{int(image[name])}"' for name in ("width", "height") if image.get(name) is not None
     )
-    return f'<img src="{_esc(image_src(image))}" alt="{_esc(one_line(image.get("alt")))}"{size}>'
+    return f'<img src="{_esc(src(image))}" alt="{_esc(one_line(image.get("alt")))}"{size}>'
 
 
 def _script_json(data: Any) -> str:

@@ -2,7 +2,8 @@
 assignee, what awaits each reviewer, the new-brief form) and one item's page (its edit form,
 regeneration, comments, checks and overrides, the fact check, state moves, assignment, image
 candidates, revisions and history), as plain HTML forms that work without JavaScript. static/parley/studio.js
-only follows the generation's, a regeneration's and the images' progress.
+only follows the generation's, a regeneration's and the images' progress, and redraws the
+search-result preview as the editor types.
 
 Every change goes through the service layer (content/review.py, regeneration.py, images.py,
 briefs.py), as the API's do, and the pages show present.py's dicts, as the API does. A refused

@@ -108,18 +108,30 @@ def regenerate(request: HttpRequest, item: ContentItem) -> str:
     return f"Regenerating {label}: the model is writing it; it is saved as a new revision when done."
 
 
-@_action
-def move(request: HttpRequest, item: ContentItem) -> str:
+@require_POST
+@editor_required
+def move(request: HttpRequest, item_id: int) -> HttpResponse:
+    """A review step (submit, request changes, approve, publish), then back to the page with
+    its message. Refused because the model is still writing: the page itself, with the reason
+    and a 409, so a script sees the refusal too (nothing moved)."""
+    item = get_item_or_404(item_id)
     to = request.POST.get("to", "")
-    overrides = {}
+    overrides: dict[str, str] = {}
     if to == State.APPROVED:
         # The reasons typed beside the failing checks (the service refuses blank ones).
-        for check_id in (c.get("id") for c in item.checks if isinstance(c, dict)):
+        for check_id in (str(c.get("id")) for c in item.checks if isinstance(c, dict)):
             why = request.POST.get(f"override_{check_id}", "").strip()
             if why:
                 overrides[check_id] = why
-    review.transition(item, to, user=request.user, reason=_text(request, "reason"), overrides=overrides)
-    return f"The item is now {STATE_LABELS[to]}."
+    try:
+        review.transition(item, to, user=request.user, reason=_text(request, "reason"), overrides=overrides)
+    except StudioError as exc:
+        messages.error(request, exc.message)
+        if exc.code == "still_writing":
+            return item_response(request, get_item_or_404(item_id), status=exc.status)
+    else:
+        messages.success(request, f"The item is now {STATE_LABELS[to]}.")
+    return redirect("studio-item", item_id=item.pk)
 
 
 @_action

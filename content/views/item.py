@@ -1,6 +1,7 @@
-"""One item's page: its edit form, regeneration, comments, checks and overrides, the fact check,
-state moves, assignment, image candidates, revisions and history. The forms post to
-content/views/actions.py."""
+"""One item's page: its edit form with the search-result preview beside the meta fields,
+regeneration, comments, the article's preview as it will be published, checks and overrides,
+the fact check, state moves (waiting while the model writes), assignment, image candidates,
+revisions and history. The forms post to content/views/actions.py."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.urls import reverse
+from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_GET
 from django_fsm import can_proceed
 
-from content import present
+from content import present, snippet
 from content.checks.facts import claims
-from content.models import ContentItem
+from content.errors import ExportError
+from content.models import ContentItem, StudioSettings
 from content.regeneration import IN_FLIGHT, part_label
 from content.views.base import (
     EXPORTABLE,
@@ -96,6 +100,51 @@ def fact_check(item: ContentItem) -> dict[str, Any]:
     return {"claims": rows, "unsupported": sum(not row["supported"] for row in rows)}
 
 
+def preview(item: ContentItem) -> dict[str, Any]:
+    """The preview card: the saved article as it will be published, and the image prompts no
+    chosen image fills yet (the published article goes without them)."""
+    try:
+        # nh3-sanitised markup from the export's own renderer (Markdown with raw HTML off, links
+        # http(s) or relative), not text: safe to insert as HTML.
+        html: SafeString | None = mark_safe(present.article_preview(item))  # noqa: S308
+        error = None
+    except ExportError as exc:
+        html, error = None, exc.message
+    chosen = set(item.images.filter(chosen=True, status="done").values_list("slot", flat=True))
+    return {
+        "html": html,
+        "error": error,
+        "unfilled": [n + 1 for n in range(len(item.image_prompts)) if n not in chosen],
+    }
+
+
+def search_snippet(request: HttpRequest, edit: dict[str, Any]) -> dict[str, Any]:
+    """The search-result preview of the edit form's values (the posted ones when a save was
+    refused), the limits studio.js redraws it with, and the workspace's site settings."""
+    site = StudioSettings.current()
+    shown = snippet.snippet(
+        title=edit["title"],
+        meta_title=edit["meta_title"],
+        meta_description=edit["meta_description"],
+        slug=edit["slug"],
+        site_name=site.site_name,
+        site_url=site.site_url,
+    )
+    can_change = request.user.has_perm("content.change_studiosettings")
+    return {
+        "shown": shown,
+        "site_name": site.site_name,
+        "site_url": site.site_url or snippet.PLACEHOLDER_SITE,
+        "site_url_set": bool(site.site_url),
+        "limits": {
+            "title_chars": snippet.TITLE_CHARS,
+            "title_px": snippet.TITLE_PX,
+            "description_chars": snippet.DESCRIPTION_CHARS,
+        },
+        "settings_url": reverse("admin:content_studiosettings_changelist") if can_change else None,
+    }
+
+
 def item_response(
     request: HttpRequest,
     item: ContentItem,
@@ -130,6 +179,7 @@ def item_response(
     can = {name: can_proceed(getattr(item, name)) for name in MOVES}
     latest = data["regeneration"]  # the latest "regenerate one part", if any
     regenerating = bool(latest and latest["status"] in IN_FLIGHT)
+    generating = item.generation in (ContentItem.Generation.QUEUED, ContentItem.Generation.RUNNING)
     return render(
         request,
         "studio/item.html",
@@ -137,12 +187,17 @@ def item_response(
             "d": data,
             "style_guide": item.brief.style_guide,  # not in present.detail
             "state_label": STATE_LABELS.get(item.state, item.state),
-            "generating": item.generation in (ContentItem.Generation.QUEUED, ContentItem.Generation.RUNNING),
+            "generating": generating,
             "generated": item.generation == ContentItem.Generation.DONE,
             "regenerating": regenerating,
+            # Why submitting, approving and publishing wait (the buttons are disabled), or None.
+            "writing": data["still_writing"],
+            "preview": None if generating else preview(item),
+            "snippet": search_snippet(request, edit),
             "edit": edit,
             "conflict": conflict,
-            "sections": sections,
+            # Not "sections": base.html's header menu takes that name ({% nav_sections as sections %}).
+            "edit_sections": sections,
             "field_comments": field_comments,
             "comment_forms": comment_forms,
             "other_comments": [c for anchored in comments.values() for c in anchored],

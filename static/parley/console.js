@@ -14,11 +14,13 @@
     socket = new WebSocket(scheme + location.host + "/ws/console/");
     socket.onopen = function () {
       backoff = 500;
-      $("connection").textContent = "Connected";
+      // While this page is connected, visitors who ask for a person are queued for you; with
+      // no console open anywhere they are offered an answer by email instead.
+      $("connection").textContent = "Online: visitors can reach you";
       if (current) send({ type: "open", conversation: current });
     };
     socket.onclose = function () {
-      $("connection").textContent = "Reconnecting…";
+      $("connection").textContent = "Reconnecting… (visitors see nobody online)";
       setTimeout(connect, backoff);
       backoff = Math.min(backoff * 2, 30000);
     };
@@ -42,6 +44,8 @@
       renderButtons(frame.conversation);
     } else if (frame.type === "visitor_message" && frame.conversation === current) {
       add("user", frame.text);
+    } else if (frame.type === "agent_typing") {
+      // The visitor sees it; the console has nothing to show.
     } else if (frame.type === "agent_message") {
       add("agent", frame.text, frame.agent);
     } else if (frame.type === "error") {
@@ -52,6 +56,7 @@
   function stateText(c) {
     if (c.status === "queued") return "Waiting for an agent";
     if (c.status === "agent") return (c.agent || "An agent") + " has this conversation";
+    if (c.status === "bot" && c.ticket) return "The visitor left their email address: now ticket " + c.ticket + " in the email desk";
     if (c.status === "bot") return "Handed back to the assistant";
     return "Closed";
   }
@@ -163,6 +168,15 @@
     if (!text || !current) return;
     send({ type: "reply", conversation: current, text: text });
     $("reply").value = "";
+    lastTyping = 0;
+  });
+  // The visitor sees "<your name> is typing": at most one frame every 3 seconds while typing.
+  var lastTyping = 0;
+  $("reply").addEventListener("input", function () {
+    var now = Date.now();
+    if (!current || $("reply").disabled || !$("reply").value.trim() || now - lastTyping < 3000) return;
+    lastTyping = now;
+    send({ type: "typing", conversation: current });
   });
   $("reply").addEventListener("keydown", function (event) {
     if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); $("reply-form").requestSubmit(); }

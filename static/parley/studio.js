@@ -57,6 +57,21 @@ function follow(url, seen) {
 })();
 
 /*
+ * The model stopped writing: the review steps that waited for the text (disabled, with the
+ * "Still writing" reason) can be taken again. The server checks it anew on every move.
+ */
+function textFinished() {
+  "use strict";
+  Array.prototype.forEach.call(document.querySelectorAll("button[data-waits-for-text]"), function (button) {
+    button.disabled = false;
+    button.removeAttribute("aria-describedby");
+    button.removeAttribute("data-waits-for-text");
+  });
+  var reason = document.getElementById("still-writing");
+  if (reason) reason.remove();
+}
+
+/*
  * Regenerating one part: while the latest regeneration is queued or running, poll the same API
  * and say how far it is; when it is done or failed, reload the page to show the new revision
  * (or why not), unless the editor has typed into the edit form meanwhile: then say so and
@@ -87,6 +102,7 @@ function follow(url, seen) {
       return false;
     }
     if (finished) {
+      textFinished();
       box.setAttribute("data-status", r && r.id === id ? r.status : "done");
       var bar = box.querySelector("progress");
       if (bar) bar.remove();
@@ -157,4 +173,91 @@ function follow(url, seen) {
   }
 
   window.setTimeout(poll, 2000);
+})();
+
+/*
+ * The search-result preview beside the meta fields (templates/studio/_snippet.html): redrawn as
+ * the editor types the title, meta title, meta description or slug, cut where a search engine
+ * cuts (content/snippet.py has the same rules; the title is also measured in pixels at 20px
+ * Arial, as Google lays it out). Text goes in with textContent only.
+ */
+(function () {
+  "use strict";
+  var box = document.getElementById("snippet");
+  if (!box) return;
+  var fields = {
+    title: document.getElementById("f-title"),
+    metaTitle: document.getElementById("f-meta-title"),
+    description: document.getElementById("f-meta-description"),
+    slug: document.getElementById("f-slug")
+  };
+  var siteUrl = box.getAttribute("data-site-url") || "";
+  var titleChars = Number(box.getAttribute("data-title-chars")) || 60;
+  var titlePx = Number(box.getAttribute("data-title-px")) || 580;
+  var descriptionChars = Number(box.getAttribute("data-description-chars")) || 158;
+  var ELLIPSIS = "\u2026";
+  var TRAILING = /[\s,;:.\-\u2013\u2014|\u00b7\/]+$/;
+  var canvas = document.createElement("canvas");
+  var context = canvas.getContext ? canvas.getContext("2d") : null;
+  if (context) context.font = "20px Arial, sans-serif";
+
+  function oneLine(text) {
+    return (text || "").split(/\s+/).filter(Boolean).join(" ");
+  }
+
+  function width(text) {
+    return context ? context.measureText(text).width : 0;
+  }
+
+  /* Cut `text` before it passes `fits` (a test of a candidate with its "…"), after a whole word. */
+  function cut(text, fits) {
+    var end = text.length;
+    while (end > 0 && !fits(text.slice(0, end - 1) + ELLIPSIS)) end -= 1;
+    var kept = text.slice(0, Math.max(end - 1, 0));
+    if (text.charAt(kept.length) !== " " && kept.indexOf(" ") !== -1) kept = kept.slice(0, kept.lastIndexOf(" "));
+    return kept.replace(TRAILING, "") + ELLIPSIS;
+  }
+
+  function titleFits(text) {
+    return text.length <= titleChars && (!context || width(text) <= titlePx);
+  }
+
+  function address(slug) {
+    var match = /^(https?:\/\/[^\/?#]+)([^?#]*)/.exec(siteUrl) || ["", siteUrl, ""];
+    var crumbs = match[2].split("/").filter(Boolean);
+    if (slug) crumbs.push(slug);
+    return [match[1]].concat(crumbs).join(" \u203a ");
+  }
+
+  function slugOf(text) {
+    return oneLine(text).toLowerCase().replace(/[^\p{L}\p{N}\s-]+/gu, "").replace(/[\s-]+/g, "-").replace(/^-|-$/g, "");
+  }
+
+  function count(badge, label, chars, limit, wasCut, extra) {
+    if (!badge) return;
+    badge.textContent = label + ": " + chars + " of about " + limit + " characters" + (extra || "") + (wasCut ? ", cut" : "");
+    badge.classList.remove("badge-ok", "badge-warn", "badge-bad");
+    badge.classList.add(!chars ? "badge-bad" : wasCut ? "badge-warn" : "badge-ok");
+  }
+
+  function draw() {
+    var title = oneLine(fields.metaTitle && fields.metaTitle.value) || oneLine(fields.title && fields.title.value);
+    var description = oneLine(fields.description && fields.description.value);
+    var titleCut = !titleFits(title);
+    var descriptionCut = description.length > descriptionChars;
+    var shownTitle = titleCut ? cut(title, titleFits) : title;
+    var shownDescription = descriptionCut ? cut(description, function (t) { return t.length <= descriptionChars; }) : description;
+    box.querySelector("[data-snippet-title]").textContent = shownTitle || "(no title)";
+    box.querySelector("[data-snippet-description]").textContent = shownDescription ||
+      "(no meta description: the search engine picks some text from the page)";
+    box.querySelector("[data-snippet-url]").textContent = address(slugOf(fields.slug ? fields.slug.value : ""));
+    var px = context ? ", " + Math.round(width(title)) + " of " + titlePx + " px" : "";
+    count(box.querySelector("[data-snippet-title-count]"), "Title", title.length, titleChars, titleCut, px);
+    count(box.querySelector("[data-snippet-description-count]"), "Description", description.length, descriptionChars, descriptionCut);
+  }
+
+  Object.keys(fields).forEach(function (name) {
+    if (fields[name]) fields[name].addEventListener("input", draw);
+  });
+  draw();
 })();

@@ -62,6 +62,21 @@
       erase: "Delete my chats",
       eraseConfirm: "Delete all your conversations with us? This cannot be undone.",
       erased: "Your conversations were deleted.",
+      agentTyping: "{agent} is typing",
+      offlineNobody: "Nobody from our team is online right now.",
+      offlineBack: "We're back {when}.",
+      offlineReply: "We usually reply {time}.",
+      offlineAsk: "Leave your email address and we'll answer you there.",
+      offlineForm: "Get an answer by email",
+      emailLabel: "Your email",
+      nameLabel: "Your name (optional)",
+      questionLabel: "Your question",
+      emailSend: "Send",
+      emailSending: "Sending…",
+      emailMissing: "Please enter your email address.",
+      emailOffline: "No connection right now; please try again in a moment.",
+      emailThanks: "Thanks, we'll answer at {email}.",
+      ticketStatus: "We'll answer you by email at {email}.",
     },
     de: {
       title: "Fragen Sie uns",
@@ -97,6 +112,21 @@
       erase: "Meine Chats löschen",
       eraseConfirm: "Alle Ihre Unterhaltungen mit uns löschen? Das lässt sich nicht rückgängig machen.",
       erased: "Ihre Unterhaltungen wurden gelöscht.",
+      agentTyping: "{agent} schreibt",
+      offlineNobody: "Gerade ist niemand aus unserem Team online.",
+      offlineBack: "Wir sind {when} wieder da.",
+      offlineReply: "Wir antworten normalerweise {time}.",
+      offlineAsk: "Hinterlassen Sie Ihre E-Mail-Adresse, dann antworten wir Ihnen dort.",
+      offlineForm: "Antwort per E-Mail erhalten",
+      emailLabel: "Ihre E-Mail-Adresse",
+      nameLabel: "Ihr Name (optional)",
+      questionLabel: "Ihre Frage",
+      emailSend: "Senden",
+      emailSending: "Wird gesendet…",
+      emailMissing: "Bitte geben Sie Ihre E-Mail-Adresse ein.",
+      emailOffline: "Gerade keine Verbindung; bitte versuchen Sie es gleich noch einmal.",
+      emailThanks: "Danke, wir antworten an {email}.",
+      ticketStatus: "Wir antworten Ihnen per E-Mail an {email}.",
     },
     fr: {
       title: "Posez-nous une question",
@@ -132,6 +162,21 @@
       erase: "Supprimer mes conversations",
       eraseConfirm: "Supprimer toutes vos conversations avec nous ? C'est définitif.",
       erased: "Vos conversations ont été supprimées.",
+      agentTyping: "{agent} écrit",
+      offlineNobody: "Personne de notre équipe n’est en ligne pour le moment.",
+      offlineBack: "Nous serons de retour {when}.",
+      offlineReply: "Nous répondons généralement {time}.",
+      offlineAsk: "Laissez votre adresse e-mail et nous vous répondrons par e-mail.",
+      offlineForm: "Recevoir une réponse par e-mail",
+      emailLabel: "Votre e-mail",
+      nameLabel: "Votre nom (facultatif)",
+      questionLabel: "Votre question",
+      emailSend: "Envoyer",
+      emailSending: "Envoi…",
+      emailMissing: "Veuillez saisir votre adresse e-mail.",
+      emailOffline: "Pas de connexion pour le moment ; veuillez réessayer dans un instant.",
+      emailThanks: "Merci, nous répondrons à {email}.",
+      ticketStatus: "Nous vous répondrons par e-mail à {email}.",
     },
   };
 
@@ -167,7 +212,22 @@
     ".parley-bot, .parley-agent { align-self: flex-start; background: #fff; border: 1px solid #e2e8f0;",
     "  border-bottom-left-radius: 4px; white-space: normal; }",
     ".parley-agent { border-color: #a7f3d0; background: #ecfdf5; }",
-    ".parley-agent-name { display: block; font-size: 12px; font-weight: 600; color: #047857; }",
+    ".parley-agent-name { font-size: 12px; font-weight: 600; color: #047857; }",
+    ".parley-agent-head { display: flex; align-items: center; gap: 6px; margin-bottom: 2px; }",
+    ".parley-avatar { flex: none; width: 24px; height: 24px; border-radius: 50%; background: #047857; color: #fff;",
+    "  font-size: 11px; font-weight: 700; display: inline-flex; align-items: center; justify-content: center; }",
+    ".parley-offline { align-self: stretch; max-width: none; background: #fff; border: 1px solid #cbd5e1; white-space: normal; }",
+    ".parley-offline p { margin: 0 0 6px; }",
+    ".parley-email-form { display: flex; flex-direction: column; gap: 8px; margin-top: 8px; }",
+    ".parley-email-form label { display: flex; flex-direction: column; gap: 3px; font-size: 13px; font-weight: 600; color: #334155; }",
+    ".parley-email-form input, .parley-email-form textarea { font: inherit; font-weight: 400; color: inherit;",
+    "  border: 1px solid #cbd5e1; border-radius: 8px; padding: 7px 9px; }",
+    ".parley-email-form input:focus-visible, .parley-email-form textarea:focus-visible { outline: 3px solid #f59e0b; outline-offset: 1px; }",
+    ".parley-email-error { margin: 0; color: #991b1b; font-size: 13px; }",
+    ".parley-email-send { align-self: flex-start; border: 0; border-radius: 10px; padding: 7px 16px; background: var(--parley-color);",
+    "  color: #fff; font: inherit; font-weight: 600; cursor: pointer; }",
+    ".parley-email-send:disabled { opacity: .6; cursor: default; }",
+    ".parley-ticket-thanks { margin: 0; font-weight: 600; color: #047857; }",
     ".parley-md > * { margin: 0; } .parley-md > * + * { margin-top: 6px; }",
     ".parley-md ul, .parley-md ol { padding-left: 20px; }",
     ".parley-md code { font: 13px/1.4 ui-monospace, SFMono-Regular, Menlo, monospace; background: #f1f5f9;",
@@ -476,9 +536,27 @@
   var lastBot = null; // citations may arrive after "done"
   var replies = {}; // message id -> reply, for feedback_saved
 
-  function createReply(kind, agentName) {
+  // "Maria Jones" -> "MJ": when the server sent none (an older server), made here.
+  function initialsOf(name) {
+    var words = String(name || "").split(/[\s._]+/).filter(function (w) { return w; });
+    if (!words.length) return "";
+    return (words[0].charAt(0) + (words.length > 1 ? words[words.length - 1].charAt(0) : "")).toUpperCase();
+  }
+
+  // An agent's avatar (their initials) and display name, above their message.
+  function agentHead(agentName, initials) {
+    var name = nonEmpty(agentName) || t("agent");
+    var head = el("div", { class: "parley-agent-head" });
+    head.append(
+      el("span", { class: "parley-avatar", "aria-hidden": "true" }, nonEmpty(initials) || initialsOf(name)),
+      el("span", { class: "parley-agent-name" }, name)
+    );
+    return head;
+  }
+
+  function createReply(kind, agentName, initials) {
     var bubble = el("div", { class: "parley-msg parley-" + kind });
-    if (kind === "agent") bubble.appendChild(el("span", { class: "parley-agent-name" }, agentName || t("agent")));
+    if (kind === "agent") bubble.appendChild(agentHead(agentName, initials));
     var body = el("div", { class: "parley-md" });
     var extras = el("div", { class: "parley-extras" });
     bubble.append(body, extras);
@@ -596,8 +674,9 @@
     scrollDown();
   }
 
-  function addAgentMessage(agentName, text) {
-    var reply = createReply("agent", agentName);
+  function addAgentMessage(agentName, text, initials) {
+    stopAgentTyping();
+    var reply = createReply("agent", agentName, initials);
     reply.raw = text == null ? "" : String(text);
     renderReply(reply);
     scrollDown();
@@ -634,6 +713,7 @@
   function forgetConversation() {
     conversationId = null;
     storageRemove(storageKey);
+    ticketEmail = null;
     handoffState = "bot";
     handoffAgent = null;
   }
@@ -661,7 +741,7 @@
       if (!m || typeof m !== "object") return;
       var text = m.text == null ? "" : String(m.text);
       if (m.role === "user") addBubble("user", text);
-      else if (m.role === "agent") addAgentMessage(m.agent, text);
+      else if (m.role === "agent") addAgentMessage(m.agent, text, m.initials);
       else if (m.role === "assistant" || m.role === "bot") {
         var reply = createReply("bot");
         reply.raw = text;
@@ -674,7 +754,152 @@
     if (keepUser) log.appendChild(keepUser);
     if (keepReply) { log.appendChild(keepReply.bubble); lastBot = keepReply; }
     setHandoff(frame.state || "bot", frame.agent, false);
+    ticketEmail = frame.ticket && nonEmpty(frame.ticket.email);
+    offerEl = null;
+    updateControls();
     scrollDown();
+  }
+
+  // ---- An agent typing -------------------------------------------------
+  var agentTyping = null; // {bubble, timer}
+
+  function showAgentTyping(frame) {
+    if (agentTyping) { clearTimeout(agentTyping.timer); agentTyping.bubble.remove(); }
+    var name = nonEmpty(frame.agent) || t("agent");
+    var bubble = el("div", { class: "parley-msg parley-agent parley-agent-typing" });
+    var dots = el("span", { class: "parley-typing", role: "img", "aria-label": t("agentTyping", { agent: name }) });
+    dots.append(el("span"), el("span"), el("span"));
+    bubble.append(agentHead(name, frame.initials), dots);
+    log.appendChild(bubble);
+    scrollDown();
+    // Typing frames come while the agent types; without one for a while, they have stopped.
+    agentTyping = { bubble: bubble, timer: setTimeout(stopAgentTyping, 6000) };
+  }
+
+  function stopAgentTyping() {
+    if (!agentTyping) return;
+    clearTimeout(agentTyping.timer);
+    agentTyping.bubble.remove();
+    agentTyping = null;
+  }
+
+  // ---- Nobody online: the email form -------------------------------------
+  var offerEl = null; // the open offer ({bubble, form, ...}), one at a time
+  var ticketEmail = null; // the conversation is a desk ticket answered at this address
+
+  // "Monday at 09:00 (CET)" from the server in English; in other languages the time is written
+  // here from back_at, in the site's time zone, by the browser's own date formatting.
+  function backText(frame) {
+    if (!frame.back_at || frame.open_now !== false) return null;
+    var lang = currentLang();
+    if (/^en\b/i.test(lang) || !window.Intl) return nonEmpty(frame.back);
+    try {
+      return new Intl.DateTimeFormat(lang, {
+        weekday: "long", hour: "2-digit", minute: "2-digit", timeZone: frame.time_zone || "UTC", timeZoneName: "short",
+      }).format(new Date(frame.back_at));
+    } catch (e) { return nonEmpty(frame.back); }
+  }
+
+  function showOffer(frame) {
+    if (frame.conversation != null) setConversation(frame.conversation);
+    if (frame.ticket && nonEmpty(frame.ticket.email)) ticketEmail = frame.ticket.email;
+    if (offerEl && !offerEl.done) { offerEl.bubble.remove(); log.appendChild(offerEl.bubble); scrollDown(); return; }
+    var bubble = el("div", { class: "parley-msg parley-offline", role: "group", "aria-label": t("offlineForm") });
+    bubble.appendChild(el("p", {}, t("offlineNobody")));
+    var back = backText(frame);
+    if (back) bubble.appendChild(el("p", {}, t("offlineBack", { when: back })));
+    if (nonEmpty(frame.reply_time)) bubble.appendChild(el("p", {}, t("offlineReply", { time: frame.reply_time.trim() })));
+    offerEl = { bubble: bubble, done: false };
+    log.appendChild(bubble);
+    if (ticketEmail) {
+      bubble.appendChild(el("p", { class: "parley-ticket-thanks" }, t("ticketStatus", { email: ticketEmail })));
+      offerEl.done = true;
+    } else {
+      bubble.appendChild(el("p", {}, t("offlineAsk")));
+      buildEmailForm(offerEl);
+    }
+    updateControls();
+    scrollDown();
+  }
+
+  function field(labelKey, control) {
+    var wrap = el("label", {}, t(labelKey));
+    wrap.appendChild(control);
+    return wrap;
+  }
+
+  function buildEmailForm(offer) {
+    var form = el("form", { class: "parley-email-form", novalidate: "" });
+    var email = el("input", { type: "email", name: "email", autocomplete: "email", required: "", maxlength: "254" });
+    var name = el("input", { type: "text", name: "name", autocomplete: "name", maxlength: "200" });
+    var error = el("p", { class: "parley-email-error", role: "alert" });
+    error.hidden = true;
+    var button = el("button", { type: "submit", class: "parley-email-send" }, t("emailSend"));
+    form.append(field("emailLabel", email), field("nameLabel", name));
+    offer.form = form; offer.email = email; offer.name = name; offer.error = error; offer.button = button;
+    offer.question = null;
+    form.append(error, button);
+    // Asked for a person before writing anything: the question comes with the address.
+    if (!log.querySelector(".parley-user")) addQuestionField(offer);
+    form.addEventListener("submit", function (ev) { ev.preventDefault(); submitEmail(offer); });
+    offer.bubble.appendChild(form);
+  }
+
+  function addQuestionField(offer) {
+    if (offer.question) return;
+    offer.question = el("textarea", { name: "text", rows: "2", maxlength: String(MAX_LEN) });
+    offer.form.insertBefore(field("questionLabel", offer.question), offer.error);
+  }
+
+  function emailError(offer, text) {
+    offer.error.textContent = text || t("error");
+    offer.error.hidden = false;
+    offer.button.disabled = false;
+    offer.button.textContent = t("emailSend");
+    offer.pending = false;
+  }
+
+  function submitEmail(offer) {
+    if (offer.pending || offer.done) return;
+    var address = offer.email.value.trim();
+    if (!address) { emailError(offer, t("emailMissing")); offer.email.focus(); return; }
+    var frame = { type: "email", conversation: conversationId || null, email: address };
+    if (offer.name.value.trim()) frame.name = offer.name.value.trim();
+    if (offer.question && offer.question.value.trim()) frame.text = offer.question.value.trim().slice(0, MAX_LEN);
+    if (!sendFrame(frame)) { emailError(offer, t("emailOffline")); return; }
+    offer.pending = true;
+    offer.error.hidden = true;
+    offer.button.disabled = true;
+    offer.button.textContent = t("emailSending");
+  }
+
+  function onTicket(frame) {
+    if (!nonEmpty(frame.email)) return;
+    ticketEmail = frame.email;
+    if (offerEl && !offerEl.done) {
+      if (offerEl.question && offerEl.question.value.trim()) {
+        addBubble("user", offerEl.question.value.trim()); // the question now stands in the chat
+        offerEl.bubble.remove();
+        log.appendChild(offerEl.bubble);
+      }
+      offerEl.form.remove();
+      offerEl.bubble.appendChild(el("p", { class: "parley-ticket-thanks", role: "status" }, t("emailThanks", { email: frame.email })));
+      offerEl.done = true;
+    } else {
+      addNote(t("emailThanks", { email: frame.email }));
+    }
+    updateControls();
+    scrollDown();
+  }
+
+  // An error answering the email frame: shown in the form, whose fields keep what was typed.
+  function onEmailError(frame) {
+    var offer = offerEl && !offerEl.done ? offerEl : null;
+    if (!offer) { addError(frame.message ? String(frame.message) : null); return; }
+    if (frame.code === "missing_question") addQuestionField(offer);
+    emailError(offer, frame.message ? String(frame.message) : null);
+    if (frame.retry_after != null) startCooldown(frame.retry_after);
+    (frame.code === "missing_question" ? offer.question : offer.email).focus();
   }
 
   function startCooldown(seconds) {
@@ -706,6 +931,7 @@
     if (started && !fatal && !open) status.push(t(everConnected ? "reconnecting" : "connecting"));
     if (handoffState === "queued") status.push(t("statusQueued"));
     if (handoffState === "joined") status.push(t("statusJoined", { agent: handoffAgent || t("agent") }));
+    if (ticketEmail && !withAgent()) status.push(t("ticketStatus", { email: ticketEmail }));
     if (linePlace && busy) status.push(t("statusLine", linePlace));
     var text = status.join(" · ");
     if (statusEl.textContent !== text) statusEl.textContent = text;
@@ -787,6 +1013,7 @@
   });
 
   function handleError(frame) {
+    if (frame.for === "email") { onEmailError(frame); return; }
     if (frame.code === "unknown_conversation") {
       // The stored conversation is gone (erased, or a reinstalled server): start afresh silently,
       // sending the question again if it was addressed to the old conversation.
@@ -874,7 +1101,16 @@
         setHandoff(frame.state, frame.agent, true);
         break;
       case "agent_message":
-        addAgentMessage(frame.agent, frame.text);
+        addAgentMessage(frame.agent, frame.text, frame.initials);
+        break;
+      case "agent_typing":
+        showAgentTyping(frame);
+        break;
+      case "offline":
+        showOffer(frame);
+        break;
+      case "ticket":
+        onTicket(frame);
         break;
       case "feedback_saved":
         var reply = frame.message != null && replies[String(frame.message)];
@@ -892,6 +1128,9 @@
       case "erased":
         conversationId = null;
         storageRemove(storageKey);
+        ticketEmail = null;
+        offerEl = null;
+        stopAgentTyping();
         while (log.firstChild) log.removeChild(log.firstChild);
         replies = {};
         lastBot = null;

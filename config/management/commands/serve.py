@@ -5,6 +5,9 @@ wins) in this process and the embedded Celery worker as a child. The models are 
 thread meanwhile; /health/ready answers 503 until that is over. Ctrl-C or SIGTERM stops both
 cleanly; the worker is also told to exit by the kernel if this process dies abruptly
 (PR_SET_PDEATHSIG), so no orphan is ever left behind.
+
+Once the server listens it prints where everything is (`running_block`): the site, the console,
+the studio, the SMTP listener, and how to get in (the first-run page while nobody has an account).
 """
 
 from __future__ import annotations
@@ -13,12 +16,15 @@ import ctypes
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 
 import uvicorn
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
 from assistant.desk.smtp import start_listener
@@ -33,6 +39,46 @@ from retrieval.consistency import check_and_repair_all
 log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
+
+
+def running_block(url: str, smtp: str | None, first_run: bool) -> str:
+    """What `serve` prints once it listens: `url` is the site's root, ending in "/"."""
+    lines = [
+        f"Parley is running at {url}",
+        f"  Website with the chat widget: {url}",
+        f"  Live chats and email desk:    {url}console/",
+        f"  Content studio:               {url}studio/",
+    ]
+    if smtp:
+        lines.append(f"  Inbound email (SMTP):         {smtp} (mail sent here becomes a desk ticket)")
+    if first_run:
+        lines.append(f"Create the first administrator at {url}setup/")
+    else:
+        lines.append(f"Sign in at {url}accounts/login/")
+    lines.append("Press Ctrl-C to stop.")
+    return "\n".join(lines)
+
+
+def _browsable(host: str) -> str:
+    """The address to open for `host`: a wildcard bind is reached on loopback."""
+    if host in ("", "0.0.0.0"):  # noqa: S104 - naming the wildcard, not binding it
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, calling `on_listening` once its socket is open."""
+
+    def __init__(self, config: uvicorn.Config, on_listening: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.on_listening = on_listening
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and not self.should_exit:
+            self.on_listening()
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -68,7 +114,17 @@ class Command(BaseCommand):
         # uvicorn handles SIGINT/SIGTERM by shutting down gracefully and then re-raising the
         # signal; turn that re-raised SIGTERM into SystemExit so the cleanup below still runs.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        server = uvicorn.Server(
+        block = running_block(
+            f"http://{_browsable(host)}:{port}/",
+            f"{smtp.hostname}:{smtp.port}" if smtp is not None else None,
+            first_run=not get_user_model().objects.exists(),
+        )
+
+        def listening() -> None:
+            self.stdout.write(block)
+            self.stdout.flush()
+
+        server = _Server(
             uvicorn.Config(
                 "config.asgi:application",
                 host=host,
@@ -77,11 +133,10 @@ class Command(BaseCommand):
                 log_level="info",
                 ws_max_size=max(settings.CHAT_MAX_FRAME_BYTES * 4, 65536),
                 timeout_graceful_shutdown=10,
-            )
+            ),
+            listening,
         )
         logfilters.install("uvicorn.error", "uvicorn.access")  # after uvicorn configured its logging
-        self.stdout.write(f"Parley serving on http://{host}:{port}/ (Ctrl-C to stop)")
-        self.stdout.flush()
         try:
             server.run()
         except KeyboardInterrupt:
@@ -109,6 +164,7 @@ class Command(BaseCommand):
             "celery",
             "-A",
             "config",
+            "--quiet",  # no banner: serve prints what runs where (running_block)
             "worker",
             "--pool=solo",
             "--loglevel=INFO",
@@ -124,7 +180,12 @@ class Command(BaseCommand):
         # OpenMP pools of 2 threads on 2 cores, both collapse (threads spin at barriers waiting
         # for a descheduled sibling; benchmarks/RESULTS.md). torch and OpenVINO read this.
         threads = str(settings.EMBEDDED_WORKER_THREADS)
-        env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        env = {
+            **os.environ,
+            "OMP_NUM_THREADS": threads,
+            "MKL_NUM_THREADS": threads,
+            "PYTHONWARNINGS": logfilters.embedded_worker_warnings(os.environ.get("PYTHONWARNINGS")),
+        }
         log.info("event=worker_starting threads=%s", threads)
         return subprocess.Popen(argv, env=env, preexec_fn=_die_with_parent)  # noqa: S603,PLW1509
 
