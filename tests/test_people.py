@@ -141,7 +141,7 @@ def test_erasure_leaves_no_trace_in_the_database_the_files_or_the_index(person, 
     exported = client.get(f"/api/people/{EMAIL}/export", **bearer(admin))
     assert exported.status_code == 200, exported.content
     data = exported.json()
-    assert [t["subject"] for t in data["tickets"]] == ["antenna bracket"]
+    assert [t["subject"] for t in data["tickets"]] == ["Antenna bracket"]
     assert data["tickets"][0]["messages"][0]["attachments"] == ["receipt.txt"]
     assert PHRASE in data["tickets"][0]["drafts"][0]["body"]
     assert len(data["raw_mail"]) == 2 and len(data["conversations"]) == 2
