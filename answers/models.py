@@ -1,9 +1,14 @@
-"""Curated answers: the one model the answer path owns."""
+"""What the answer path owns: curated answers (PinnedAnswer), and actions that look things up in
+the company's systems (Action, with an ActionCall for every attempt; answers/lookups/)."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+
+from answers.lookups.models import Action, ActionCall
+
+__all__ = ["Action", "ActionCall", "PinnedAnswer"]
 
 
 class PinnedAnswer(models.Model):

@@ -6,6 +6,7 @@ from assistant.models import (
     Draft,
     Feedback,
     InboundMail,
+    Macro,
     Mailbox,
     MailMessage,
     Message,
@@ -15,6 +16,7 @@ from assistant.models import (
     TrainingExample,
     TriageLabel,
 )
+from core.roles import ADMIN, has_role
 
 
 class MessageInline(admin.TabularInline):
@@ -199,3 +201,39 @@ class TrainingExampleAdmin(admin.ModelAdmin):
     list_display = ("source", "question", "model_draft_unchanged", "approved_by", "created_at")
     list_filter = ("source", "model_draft_unchanged")
     search_fields = ("question", "answer")
+
+
+@admin.register(Macro)
+class MacroAdmin(admin.ModelAdmin):
+    """Canned replies agents insert in the live console and on desk tickets: for admins (the
+    admin role, whatever Django permissions a staff account has), as in /api/macros."""
+
+    list_display = ("title", "agent", "created_by", "updated_at")
+    list_filter = (("agent", admin.EmptyFieldListFilter),)
+    search_fields = ("title", "body")
+    fields = ("title", "body", "agent", "created_by", "created_at", "updated_at")
+    readonly_fields = ("created_by", "created_at", "updated_at")
+    raw_id_fields = ("agent",)
+
+    def _admin(self, request) -> bool:
+        return has_role(request.user, ADMIN)
+
+    def has_module_permission(self, request):
+        return self._admin(request)
+
+    def has_view_permission(self, request, obj=None):
+        return self._admin(request)
+
+    def has_add_permission(self, request):
+        return self._admin(request)
+
+    def has_change_permission(self, request, obj=None):
+        return self._admin(request)
+
+    def has_delete_permission(self, request, obj=None):
+        return self._admin(request)
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)

@@ -14,9 +14,11 @@ from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
+from answers.api import router as actions_router
 from assistant.chat.api import router as assistant_router
 from assistant.desk.api import router as desk_router
 from assistant.learning.api import router as learning_router
+from assistant.macros_api import router as macros_router
 from content.api import router as content_router
 from core.auth import BearerToken, StaffSession
 from core.errors import DomainError
@@ -114,8 +116,10 @@ for _router in (
     assistant_router,
     learning_router,
     desk_router,
+    macros_router,
     people_router,
     content_router,
     audit_router,
+    actions_router,
 ):
     api.add_router("/", _router)

@@ -482,6 +482,15 @@ REQUEST_BODY_LIMITS = {
     "/api/inbound/mail": MAIL_MAX_MESSAGE_BYTES + 64 * 1024,
 }
 
+# --- MCP (retrieval/mcp_server.py: `manage.py mcp_server`; answers/lookups/mcp.py: the client) --
+# Tool calls per API token per minute on Parley's MCP server (counted in the cache: per process
+# when embedded, shared with Redis).
+MCP_CALLS_PER_MINUTE = envint("MCP_CALLS_PER_MINUTE", 60, minimum=1)
+MCP_SEARCH_MAX_RESULTS = envint("MCP_SEARCH_MAX_RESULTS", 20, minimum=1)  # the most k may ask
+MCP_FETCH_MAX_CHARS = envint("MCP_FETCH_MAX_CHARS", 100_000, minimum=1000)  # fetch_document's text
+# The most another system's MCP server may send back for one listing or tool call.
+MCP_CLIENT_MAX_RESULT_BYTES = envint("MCP_CLIENT_MAX_RESULT_BYTES", 256 * 1024, minimum=1024)
+
 # --- I18N, static ----------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -520,3 +529,34 @@ LOGGING = {
         "django.channels.server": {"level": "WARNING"},
     },
 }
+
+# --- Actions: lookups in the company's systems (answers/lookups/) ----------------------------
+# An action is picked when a question's embedding has at least this cosine similarity with one
+# of its example questions; ..._WITH_VALUE when the question holds a value shaped like one of
+# its parameters (compared with that value replaced by the parameter's label). Measured in
+# answers/lookups/match.py's docstring.
+ACTIONS_MATCH_THRESHOLD = envfloat("ACTIONS_MATCH_THRESHOLD", 0.7)
+ACTIONS_MATCH_THRESHOLD_WITH_VALUE = envfloat("ACTIONS_MATCH_THRESHOLD_WITH_VALUE", 0.6)
+# The allow-list of systems actions may call (host names, or ".suffix" for a domain, e.g.
+# orders.example.com,.internal.example.com); any other host is refused.
+ACTIONS_ALLOWED_HOSTS = envlist("ACTIONS_ALLOWED_HOSTS", [])
+# Of those, the ones that may resolve to loopback, private or link-local addresses (an internal
+# order system); every other host must resolve to public addresses only (SSRF rules).
+ACTIONS_PRIVATE_HOSTS = envlist("ACTIONS_PRIVATE_HOSTS", [])
+# MCP servers an action may start as a local process (stdio), as exact command lines separated
+# by ";" (e.g. "npx -y @acme/orders-mcp;/opt/mcp/erp-server --read-only"). A command typed in the
+# admin runs on this machine, so only these may; MCP servers over HTTP follow the host rules.
+ACTIONS_MCP_COMMANDS = [c.strip() for c in envstr("ACTIONS_MCP_COMMANDS", "").split(";") if c.strip()]
+# Hosts an action may call over plain http (everything else: HTTPS only).
+ACTIONS_HTTP_HOSTS = envlist("ACTIONS_HTTP_HOSTS", [])
+# A system's answer is read up to this size; a bigger one is a failed call.
+ACTIONS_MAX_RESPONSE_BYTES = envint("ACTIONS_MAX_RESPONSE_BYTES", 256 * 1024, minimum=1024)
+# The most an action's own timeout may be (each action has one of 0.5-30 s).
+ACTIONS_MAX_TIMEOUT_SECONDS = envfloat("ACTIONS_MAX_TIMEOUT_SECONDS", 10.0)
+# Limits: calls per visitor (a chat visitor, a desk customer's address) and per action per
+# minute, and answers "not found" per visitor per hour (guessing other customers' numbers).
+ACTIONS_CALLS_PER_MINUTE_PER_VISITOR = envint("ACTIONS_CALLS_PER_MINUTE_PER_VISITOR", 10, minimum=1)
+ACTIONS_CALLS_PER_MINUTE_PER_ACTION = envint("ACTIONS_CALLS_PER_MINUTE_PER_ACTION", 300, minimum=1)
+ACTIONS_NOT_FOUND_PER_HOUR_PER_VISITOR = envint("ACTIONS_NOT_FOUND_PER_HOUR_PER_VISITOR", 5, minimum=1)
+# The key action secrets are encrypted with (derived); unset: derived from SECRET_KEY.
+ACTIONS_SECRET_KEY = envsecret("ACTIONS_SECRET_KEY")

@@ -3,6 +3,7 @@ from django.templatetags.static import static
 from django.urls import path
 from django.views.generic import RedirectView
 
+from assistant.chat import copilot_views
 from assistant.chat import views as assistant_views
 from assistant.desk import views as desk_views
 from assistant.insights import metrics
@@ -34,6 +35,7 @@ urlpatterns = [
     path("console/desk/<int:ticket_id>/reject", desk_views.reject, name="desk-reject"),
     path("console/desk/<int:ticket_id>/regenerate", desk_views.regenerate, name="desk-regenerate"),
     path("console/desk/<int:ticket_id>/reassign", desk_views.reassign, name="desk-reassign"),
+    path("console/desk/<int:ticket_id>/suggest", copilot_views.desk_suggest, name="desk-suggest"),
     path("console/governance/", governance_views.governance, name="governance"),
     path("console/audit/", governance_views.audit, name="audit"),
     path("console/audit.csv", governance_views.audit_download, {"fmt": "csv"}, name="audit-csv"),

@@ -74,6 +74,7 @@ PAGES: dict[str, Policy | str] = {
     "desk-reject": allow("POST", AGENT),
     "desk-regenerate": allow("POST", AGENT),
     "desk-reassign": allow("POST", AGENT),
+    "desk-suggest": allow("POST", AGENT),  # the copilot's suggested reply (JSON)
     # Governance: settings for admins; the audit log for admins and auditors.
     "governance": allow("GET", ADMIN),
     "audit": allow("GET", ADMIN, AUDITOR),
@@ -131,6 +132,19 @@ API: dict[tuple[str, str], Policy] = {
     # A person's data across the product (GDPR access and erasure): admins.
     ("GET", "/api/people/{email}/export"): allow("GET", ADMIN),
     ("DELETE", "/api/people/{email}"): allow("DELETE", ADMIN),
+    # Canned replies (the agent copilot): admins manage them; agents insert them in the console.
+    ("GET", "/api/actions"): allow("GET", ADMIN),
+    ("POST", "/api/actions"): allow("POST", ADMIN),
+    ("GET", "/api/actions/calls"): allow("GET", ADMIN),
+    ("GET", "/api/actions/{action_id}"): allow("GET", ADMIN),
+    ("PATCH", "/api/actions/{action_id}"): allow("PATCH", ADMIN),
+    ("DELETE", "/api/actions/{action_id}"): allow("DELETE", ADMIN),
+    ("POST", "/api/actions/{action_id}/test"): allow("POST", ADMIN),
+    ("GET", "/api/macros"): allow("GET", ADMIN),
+    ("POST", "/api/macros"): allow("POST", ADMIN),
+    ("GET", "/api/macros/{macro_id}"): allow("GET", ADMIN),
+    ("PATCH", "/api/macros/{macro_id}"): allow("PATCH", ADMIN),
+    ("DELETE", "/api/macros/{macro_id}"): allow("DELETE", ADMIN),
     # Content studio: editors.
     ("POST", "/api/content/briefs"): allow("POST", EDITOR),
     ("GET", "/api/content/items"): allow("GET", EDITOR),

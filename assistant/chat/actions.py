@@ -1,6 +1,7 @@
 """Every write and side effect of the website assistant. The chat consumer calls `stream_answer`:
-store the question, then the one answer path (answers/: a pinned answer, or retrieve, screen,
-redact, fit, stream, guard, restore, fall back), store the answer with its provenance."""
+store the question, then the one answer path (answers/: an action's lookup in the company's
+systems, a pinned answer, or retrieve, screen, redact, fit, stream, guard, restore, fall back),
+store the answer with its provenance."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from answers.extractive import Checked, quoted_reply
 from answers.fallback import fallback_text, finish_reason, load_generator
 from answers.generate import Answer, Spec
 from answers.grounding import Ask, Retrieval, compose, retrieve
+from answers.lookups.runner import Plan
 from answers.prompts import ANSWER_TEMPLATE_VERSION, INSTRUCTIONS
 from answers.support import records
 from answers.verification import SentenceCheck, Verification
@@ -30,7 +32,15 @@ from assistant.chat import handoff
 from assistant.chat.access import get_visitor_conversation
 from assistant.chat.errors import ChatError
 from assistant.chat.events import AnswerEvent
-from assistant.chat.replies import canned_answer, canned_kind, pinned_answer, quoted_answer, store_answer
+from assistant.chat.replies import (
+    action_answer,
+    canned_answer,
+    canned_kind,
+    lookup_plan,
+    pinned_answer,
+    quoted_answer,
+    store_answer,
+)
 from assistant.insights.metrics import count_error, observe_retrieval
 from assistant.models import Conversation, Feedback, Message
 
@@ -62,12 +72,17 @@ def _history(conversation: Conversation, before: Message) -> list[tuple[str, str
 @sync_to_async
 def _begin(
     conversation_id: str | None, collection: str, text: str, visitor: str | None, site
-) -> tuple[Conversation, list[tuple[str, str]], Retrieval]:
+) -> tuple[Conversation, list[tuple[str, str]], Retrieval | Plan]:
     conversation = get_or_start_conversation(conversation_id, collection, visitor, site)
     if conversation.status == Conversation.Status.CLOSED:
         raise ChatError("conversation_closed", "This conversation is closed; start a new one.")
     question = Message.objects.create(conversation=conversation, role=Message.Role.USER, text=text)
     history = _history(conversation, question)
+    # A lookup in the company's systems comes first ("Where is my order ZX1234?"): the
+    # knowledge base cannot answer it.
+    plan = lookup_plan(conversation, question)
+    if plan is not None:
+        return conversation, history, plan
     # A pinned answer for the visitor's own words wins; else the knowledge base is searched
     # (public documents only: private ones never reach the prompt or a citation).
     retrieval = retrieve(
@@ -135,6 +150,10 @@ async def stream_answer(
     started = time.perf_counter()
     conversation, history, retrieval = await _begin(conversation_id, collection, text, visitor, site)
     yield AnswerEvent("conversation", {"id": str(conversation.id)})
+    if isinstance(retrieval, Plan):
+        async for event in action_answer(conversation, retrieval, visitor or "", started):
+            yield event
+        return
     if retrieval.pinned is not None:
         async for event in pinned_answer(conversation, retrieval.pinned, started):
             yield event

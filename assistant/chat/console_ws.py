@@ -4,12 +4,20 @@ Parley host itself).
 
 Client → server: {"type": "open", "conversation": id} (history, then its live frames),
 {"type": "claim" | "hand_back" | "close", "conversation": id},
-{"type": "reply", "conversation": id, "text": "..."}, {"type": "typing", "conversation": id} (the
-visitor sees the agent's name typing; only for the agent holding it).
+{"type": "reply", "conversation": id, "text": "...", "suggestion": id?} (`suggestion`: the id of the
+suggestion the agent inserted, so the reply is counted as sent unedited or edited),
+{"type": "typing", "conversation": id} (the visitor sees the agent's name typing; only for the
+agent holding it). The copilot (assistant/chat/copilot.py): {"type": "suggest", "conversation": id}
+(a suggested reply to the visitor's latest question, for this agent only), {"type": "macros"}
+(the canned replies this agent may insert), {"type": "macro", "conversation": id, "macro": id}
+(one filled in for the conversation).
 Server → client: {"type": "queue", "conversations": [...]} on connect, {"type": "changed",
 "conversation": {...}} whenever one enters, leaves or changes state, {"type": "history", ...},
 the conversation frames the visitor also gets (handoff, agent_message) plus `visitor_message`
-and the bot's stored answers, and {"type": "error", "code", "message"}.
+and the bot's stored answers, {"type": "suggestion", ...}, {"type": "macros", "items"},
+{"type": "macro", "text", "missing", "warning"} to the agent who asked, and
+{"type": "error", "code", "message"}. The history frame carries `summary`: what the visitor asked
+the assistant before the handover (copilot.handover_summary; null when never handed over).
 
 Every frame counts against the agent's CHAT_CONSOLE_FRAMES_PER_MINUTE; bad ones get an `error`
 frame and the socket stays open, as on the visitors' socket.
@@ -28,11 +36,12 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from assistant.chat import handoff, presence, present
+from assistant.chat import copilot, handoff, presence, present
 from assistant.chat.access import get_visitor_conversation
 from assistant.chat.errors import ChatError
 from assistant.chat.frames import FrameSocket, message_text, parse_frame
 from assistant.chat.limits import check_rate
+from assistant.copilot import check_suggestion_id
 from assistant.models import Conversation
 from core.roles import AGENT, has_role
 
@@ -56,6 +65,7 @@ def _open(conversation_id: Any) -> dict[str, Any]:
         "conversation": present.summary(conversation),
         "state": state["state"],
         "messages": present.history(conversation),
+        "summary": copilot.handover_summary(conversation),
     }
 
 
@@ -115,6 +125,9 @@ class ConsoleConsumer(FrameSocket, AsyncWebsocketConsumer):
 
     async def _dispatch(self, frame: dict[str, Any]) -> None:
         kind, conversation = frame.get("type"), frame.get("conversation")
+        if kind == "macros":  # about the agent, not a conversation
+            await self.send_json(await copilot.macros_frame(self.user))
+            return
         if not isinstance(conversation, str):
             raise ChatError("unknown_conversation", "That conversation does not exist.")
         if kind == "open":
@@ -131,14 +144,22 @@ class ConsoleConsumer(FrameSocket, AsyncWebsocketConsumer):
             frame = await handoff.agent_typing(conversation, self.user)
             if handoff.conversation_group(conversation) not in self.groups_joined:
                 await self.send_json(frame)  # as for a reply: every frame has an answer
+        elif kind == "suggest":  # to this agent alone; the visitor is sent nothing
+            await self.send_json(await copilot.chat_suggestion(conversation, self.user))
+        elif kind == "macro":
+            await self.send_json(await copilot.macro_frame(conversation, frame.get("macro"), self.user))
         elif kind == "reply":
             text = message_text(frame.get("text"))
+            suggestion = check_suggestion_id(frame.get("suggestion"))
             message = await handoff.agent_reply(conversation, self.user, text)
+            await copilot.record_reply(message, suggestion, self.user)
             if handoff.conversation_group(conversation) not in self.groups_joined:
                 # Replied without opening it (a script, a stale tab): the agent still gets their
                 # message back as the conversation's followers do, so every frame has an answer.
                 await self.send_json(present.agent_message_frame(message, self.user))
         else:
             raise ChatError(
-                "unknown_type", "Unknown frame type; expected open, claim, reply, typing, hand_back or close."
+                "unknown_type",
+                "Unknown frame type; expected open, claim, reply, typing, suggest, macros, macro, "
+                "hand_back or close.",
             )

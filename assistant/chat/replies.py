@@ -1,12 +1,14 @@
-"""Answers the model is not asked for: pinned answers (answers/pinned.py), small talk, and a
-polite decline when the knowledge base has nothing relevant (out of scope: the best passage's
-embedding similarity is below CHAT_MIN_RELEVANCE). Each is stored like a generated answer, with
+"""Answers the model is not asked for: lookups in the company's systems (answers/lookups/),
+pinned answers (answers/pinned.py), small talk, and a polite decline when the knowledge base has
+nothing relevant (out of scope: the best passage's embedding similarity is below
+CHAT_MIN_RELEVANCE). Each is stored like a generated answer, with
 `prompt_template` saying which rule wrote it."""
 
 from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -16,12 +18,14 @@ from django.db import transaction
 from answers.confidence import relevance
 from answers.extractive import EXTRACTIVE_TEMPLATE, quoted_reply
 from answers.grounding import Retrieval
+from answers.lookups.runner import Plan, ask_for_parameter, asked_action, perform, plan_lookup, record_lookup
 from answers.pinned import PinnedMatch
 from answers.prompts import number_sources
 from answers.provenance import citation_items, retrieved_records
 from answers.verification import split_sentences
 from assistant.chat.events import AnswerEvent
 from assistant.models import Conversation, Message
+from core.audit import subject_hash
 from retrieval.search import Hit
 
 _GREETING = re.compile(
@@ -99,6 +103,54 @@ async def quoted_answer(conversation: Conversation, question: str, retrieval: Re
         yield event
 
 
+# The visitor's own messages of this conversation searched for an action's parameters: never
+# another conversation's, never an agent's.
+_LOOKUP_TEXTS = 20
+
+
+def lookup_plan(conversation: Conversation, question: Message) -> Plan | None:
+    """The lookup the visitor's message asks for (or continues, answering the parameter the
+    previous answer asked for), with the values they typed in this conversation; None: none."""
+    texts = conversation.messages.filter(role=Message.Role.USER).order_by("-id")[:_LOOKUP_TEXTS]
+    previous = (
+        conversation.messages.filter(role=Message.Role.ASSISTANT, id__lt=question.id).order_by("-id").first()
+    )
+    return plan_lookup(
+        question.text,
+        texts=[m.text for m in texts],
+        collection=conversation.collection,
+        asked=asked_action(previous.prompt_template) if previous is not None else None,
+    )
+
+
+async def action_answer(conversation: Conversation, plan: Plan, visitor: str, started: float):
+    """Ask for the missing parameter in one short turn, or look it up and answer from the
+    system's reply template (verified by construction: the values are the system's). A failed,
+    slow or refused lookup says so and offers a person."""
+    where = str(conversation.id)
+    if plan.missing is not None:
+        reply = await sync_to_async(ask_for_parameter)(plan, conversation=where)
+    else:
+        # On a thread of its own: a slow system (up to the action's timeout) holds no one else.
+        performed = await sync_to_async(perform, thread_sensitive=False)(plan, visitor)
+        reply = await sync_to_async(record_lookup)(
+            plan, performed, conversation=where, actor=f"visitor:{subject_hash(visitor)}"
+        )
+    async for event in fixed_answer(
+        conversation,
+        reply.text,
+        [],
+        reply.template,
+        reply.retrieved(),
+        started,
+        offer_person=reply.offer_person,
+        support=reply.support(),
+        verified=reply.verified,
+        confidence=round(plan.score, 4),
+    ):
+        yield event
+
+
 async def pinned_answer(conversation: Conversation, pinned: PinnedMatch, started: float):
     """A curated answer, as written, with its source."""
     async for event in fixed_answer(
@@ -152,3 +204,39 @@ def store_answer(conversation: Conversation, text: str, **fields: Any) -> Messag
         )
         Conversation.objects.filter(pk=conversation.pk).update(updated_at=message.created_at)
     return message
+
+
+# --- The answer as text, for an agent (the copilot) ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Suggested:
+    """What the assistant would answer, as text: sent to nobody and stored nowhere."""
+
+    text: str
+    citations: list[dict[str, Any]]
+    template: str  # which rule wrote it, as a stored answer's prompt_template says
+    verified: bool  # every sentence is the sources' own, or a pinned answer a person approved
+    sure: bool  # the assistant would not have offered a person
+
+
+def suggested_reply(question: str, retrieval: Retrieval, language: str | None = None) -> Suggested:
+    """The answer the widget gives `question` over `retrieval` (answers.grounding.retrieve, as the
+    chat asks it), as text with its citations, for an agent to insert and edit (the copilot,
+    assistant/chat/copilot.py). The same choices in the same order as actions.stream_answer: a
+    pinned answer as written, small talk or the decline, else the quoted sources with their check
+    (quoted_reply, as quoted_answer). Under CHAT_ANSWER_STYLE "model" too: a suggestion is wanted
+    in a second, the quotes are what that path falls back to anyway, and a model run here would
+    take the slot of a visitor waiting for theirs. Synchronous (the embedder): call it off the
+    event loop, on the one sync thread, as quoted_answer does."""
+    if retrieval.pinned is not None:
+        pinned = retrieval.pinned
+        return Suggested(pinned.answer.answer, pinned.citations(), pinned.template, True, True)
+    kind = canned_kind(question, list(retrieval.hits))
+    if kind is not None:
+        text = CANNED[kind].get(language or "en", CANNED[kind]["en"])
+        return Suggested(text, [], f"canned:{kind}", False, kind != "decline")
+    sources = number_sources(list(retrieval.kept))
+    reply = quoted_reply(question, sources, language)
+    citations = [c for c in citation_items(sources) if c["n"] in reply.cited]
+    return Suggested(reply.text, citations, EXTRACTIVE_TEMPLATE, reply.checked.verified, reply.checked.sure)

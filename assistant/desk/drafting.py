@@ -19,6 +19,11 @@ language. Every sentence of the body is checked against the sources the model wa
 support flags the draft, and an agent must confirm they checked it before it is sent
 (review.approve). An agent's edit is checked again against the same sources (`edit_check`,
 read back by answers/provenance.given_sources).
+
+When the mail asks what an action looks up in the company's systems and holds its parameters
+("Where is my order ZX1234?"), the draft opens with the action's reply (answers/lookups/), in
+its support as supported by the system (with the ActionCall's id); a lookup that fails is a
+flag instead.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from answers.fallback import CutOff, load_generator
 from answers.generate import Answer, Spec, complete
 from answers.grounding import Ask, Retrieval, compose, retrieve
 from answers.guard import carries_instructions
+from answers.lookups.runner import LookupReply, plan_lookup, run_lookup
 from answers.pinned import PinnedMatch
 from answers.prompts import DRAFT_INSTRUCTIONS, DRAFT_TEMPLATE_VERSION
 from answers.provenance import given_sources
@@ -103,6 +109,7 @@ def write_draft(ticket: Ticket) -> Draft | None:
         return None
     started = time.perf_counter()
     customer = _customer_text(message)
+    lookup = _lookup(ticket, message, customer)
     retrieval = retrieve(
         Ask(
             f"{message.subject or ticket.subject}\n{customer}",
@@ -113,7 +120,7 @@ def write_draft(ticket: Ticket) -> Draft | None:
         )
     )
     if retrieval.pinned is not None:
-        return _pinned_draft(ticket, message, retrieval.pinned, customer, started)
+        return _pinned_draft(ticket, message, retrieval.pinned, customer, started, lookup)
     generator = load_generator()
     spec = Spec.background(DRAFT_INSTRUCTIONS, DRAFT_TEMPLATE_VERSION, settings.DESK_MAX_DRAFT_TOKENS)
     # The model sees placeholders for the customer's personal data (the stored prompt too); the
@@ -128,21 +135,25 @@ def write_draft(ticket: Ticket) -> Draft | None:
     )
     answer = async_to_sync(complete)(generator, prompt, spec)
     provenance = {**answer.provenance().fields(), "prompt": prompt.messages}
+    if lookup is not None:
+        provenance["retrieved"] = provenance["retrieved"] + lookup.retrieved()
     if answer.failure is not None:  # the desk's fallback: a flagged empty version, saying why
         log.warning("event=draft_failed ticket=%s code=%s", ticket.pk, answer.failure.code)
         return failed_draft(ticket, failure_reason(answer.failure), **provenance)
     body = letter_body(answer.text)
     # The body alone is checked: the greeting and sign-off added around it state no facts.
     verification = check(body, answer.prompt.sources, question=question_text(ticket, message))
-    flags = draft_flags(answer, retrieval, customer, body) + support_flags(verification)
+    flags = (
+        draft_flags(answer, retrieval, customer, body) + support_flags(verification) + lookup_flags(lookup)
+    )
     usage = answer.usage
     draft = save_version(
         ticket,
-        body=letter(ticket, message, body),
+        body=letter(ticket, message, with_lookup(lookup, body)),
         replying_to=message,
         **provenance,
         citations=answer.citations(),
-        support=records(verification, answer.prompt.sources),
+        support=lookup_support(lookup) + records(verification, answer.prompt.sources),
         confidence=round(verification.confidence, 3),
         low_confidence=bool(flags),
         flags=flags,
@@ -203,20 +214,55 @@ def _mail_flags(customer: str) -> list[str]:
     return []
 
 
+def _lookup(ticket: Ticket, message: MailMessage, customer: str) -> LookupReply | None:
+    """The action the mail asks for, looked up when the mail holds all its parameters (the desk
+    does not ask back); the customer's address is the identity the system is told."""
+    plan = plan_lookup(customer, texts=[customer], collection=settings.DESK_COLLECTION)
+    if plan is None or plan.missing is not None:
+        return None
+    return run_lookup(plan, visitor=message.from_email, ticket=ticket.pk, caller="desk", actor="system")
+
+
+def with_lookup(lookup: LookupReply | None, body: str) -> str:
+    """The body with the system's answer before the knowledge base's text."""
+    if lookup is None or not lookup.verified:
+        return body
+    return f"{lookup.text}\n\n{body}".strip()
+
+
+def lookup_support(lookup: LookupReply | None) -> list[dict[str, Any]]:
+    return lookup.support() if lookup is not None else []
+
+
+def lookup_flags(lookup: LookupReply | None) -> list[str]:
+    if lookup is None or lookup.verified:
+        return []
+    return [
+        f"Looking this up in {lookup.call.action_name} did not work ({lookup.status.replace('_', ' ')}): "
+        "check it yourself."
+    ]
+
+
 def _pinned_draft(
-    ticket: Ticket, message: MailMessage, pinned: PinnedMatch, customer: str, started: float
+    ticket: Ticket,
+    message: MailMessage,
+    pinned: PinnedMatch,
+    customer: str,
+    started: float,
+    lookup: LookupReply | None = None,
 ) -> Draft:
     """A curated answer that matches the mail, as written, with its source (no model asked).
     Its support stays empty, unchecked: a person wrote and approved it, and there are no
     retrieved passages to check it against (its provenance is the pinned answer itself), so a
     check would flag every sentence and teach agents to tick the box without reading."""
-    flags = _mail_flags(customer)
+    flags = _mail_flags(customer) + lookup_flags(lookup)
     return save_version(
         ticket,
-        body=letter(ticket, message, letter_body(pinned.answer.answer)),
+        body=letter(ticket, message, with_lookup(lookup, letter_body(pinned.answer.answer))),
         replying_to=message,
         prompt_template=pinned.template,
-        retrieved=pinned.retrieved(),
+        retrieved=pinned.retrieved() + (lookup.retrieved() if lookup else []),
+        support=lookup_support(lookup),
         citations=pinned.citations(),
         confidence=round(pinned.score, 3),
         low_confidence=bool(flags),
@@ -276,15 +322,20 @@ def edit_check(ticket: Ticket, base: Draft | None, text: str) -> dict[str, Any]:
     if base is None:
         return {}
     sources = given_sources(base.retrieved or [])
-    if not sources and not base.support:
+    # The system's sentences (an action's reply) are supported by the system, not the sources:
+    # kept as they were where the edit keeps them, and not checked again.
+    system = {r["text"]: r for r in base.support or [] if isinstance(r, dict) and r.get("action_call")}
+    if not sources and len(base.support or []) == len(system):
         return {}
+    body = letter_body(text)
+    kept = [record for sentence, record in system.items() if sentence in body]
+    for record in kept:
+        body = body.replace(record["text"], " ")
     question = base.replying_to or latest_question(ticket)
-    verification = check(
-        letter_body(text), sources, question=question_text(ticket, question) if question else ""
-    )
+    verification = check(body, sources, question=question_text(ticket, question) if question else "")
     flags = support_flags(verification)
     return {
-        "support": records(verification, sources),
+        "support": kept + records(verification, sources),
         "confidence": round(verification.confidence, 3),
         "low_confidence": bool(flags),
         "flags": flags,

@@ -20,6 +20,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 from django_fsm import can_proceed
 
+from assistant import copilot
 from assistant.desk import present, review
 from assistant.desk.tickets import ReviewError, get_ticket
 from assistant.models import Draft, InboundMail, Ticket
@@ -173,6 +174,9 @@ def ticket(request: HttpRequest, ticket_id: int) -> HttpResponse:
             "can_approve": can_proceed(found.approve),
             "can_reject": can_proceed(found.reject),
             "can_regenerate": found.status in review.REGENERATABLE,
+            # The copilot (templates/console/_desk_copilot.html): canned replies filled for this
+            # ticket; the suggested reply is asked for from the page (assistant/chat/copilot_views.py).
+            "macros": copilot.macro_items(request.user, copilot.ticket_values(found, request.user)),
         },
     )
 
@@ -200,6 +204,7 @@ _decision = post_action(_ticket, "desk-ticket", "ticket_id", agent_required)
 
 @_decision
 def approve(request: HttpRequest, ticket: Ticket) -> str:
+    suggestion = copilot.check_suggestion_id(request.POST.get("suggestion"))  # one the agent inserted
     mail = review.approve(
         ticket,
         request.user,
@@ -207,6 +212,7 @@ def approve(request: HttpRequest, ticket: Ticket) -> str:
         expected_version=_version(request),
         confirmed=request.POST.get("confirmed") == "1",  # "I have checked the flagged sentences"
     )
+    copilot.record_desk_send(ticket, mail.draft, suggestion, request.user)
     return f"Approved version {mail.draft.version}: the reply to {mail.to} is being sent."
 
 

@@ -19,7 +19,8 @@ from typing import Any
 from django.db.models import Count, Exists, OuterRef, Q, Subquery
 from django.utils import timezone
 
-from assistant.models import Conversation, Feedback, Message
+from assistant import copilot
+from assistant.models import Conversation, Draft, Feedback, Message, OutboundMail, TicketEvent
 
 _WORDS = re.compile(r"[\w']+")
 # Finish reasons of an answer replaced by the fallback reply (answers/fallback.py: finish_reason).
@@ -75,6 +76,7 @@ def summary(days: int = 30, top: int = 10) -> dict[str, Any]:
         "feedback": feedback.count(),
         "top_questions": asked.most_common(top),
         "unanswered_questions": gaps.most_common(top),
+        "suggestions": suggestions_sent(days),
     }
 
 
@@ -153,3 +155,56 @@ def conversation_rows(days: int = 30) -> list[dict[str, Any]]:
         }
         for c in query
     ]
+
+
+# --- The copilot: suggestions sent as suggested ---------------------------------------------------
+
+
+def _share(unedited: int, total: int) -> dict[str, Any]:
+    return {"unedited": unedited, "total": total, "rate": _rate(unedited, total)}
+
+
+def suggestions_sent(days: int = 30) -> dict[str, dict[str, Any]]:
+    """How often agents send a suggestion as it was suggested (whitespace aside), in the chat
+    and on the desk: {"chat": {"unedited", "total", "rate"}, "desk": {...}}.
+
+    Chat: agents' replies marked when sent from an inserted suggestion (Message.suggestion).
+    Desk: each approved reply (one per draft sent) that started from a suggestion: a knowledge-base
+    suggestion inserted on the ticket page (a "suggestion_sent" event says whether it went out
+    as suggested), or else the model's own draft for that mail, sent as written when the version
+    sent is the model's (or an agent's with only whitespace changed). A reply an agent wrote with
+    no draft to start from is no suggestion and not counted."""
+    since = _since(days)
+    chat = Message.objects.filter(role=Message.Role.AGENT, created_at__gte=since).exclude(suggestion="")
+    unedited_chat = chat.filter(suggestion=Message.Suggestion.UNEDITED).count()
+    return {"chat": _share(unedited_chat, chat.count()), "desk": _share(*_desk_suggestions(since))}
+
+
+def _desk_suggestions(since) -> tuple[int, int]:
+    sent = {
+        mail.draft_id: mail.draft
+        for mail in OutboundMail.objects.filter(created_at__gte=since).select_related("draft")
+    }
+    tickets = {draft.ticket_id for draft in sent.values()}
+    inserted = {
+        (event.ticket_id, event.data.get("draft")): bool(event.data.get("unedited"))
+        for event in TicketEvent.objects.filter(action=copilot.DESK_SUGGESTION_EVENT, ticket_id__in=tickets)
+        if isinstance(event.data, dict)
+    }
+    generated: dict[tuple[int, int | None], str] = {}  # the model's latest draft for each mail
+    for draft in Draft.objects.filter(ticket_id__in=tickets, author__isnull=True).order_by("version"):
+        if draft.body.strip():
+            generated[(draft.ticket_id, draft.replying_to_id)] = draft.body
+    unedited = total = 0
+    for draft in sent.values():
+        if (draft.ticket_id, draft.version) in inserted:
+            total += 1
+            unedited += inserted[(draft.ticket_id, draft.version)]
+            continue
+        model = generated.get((draft.ticket_id, draft.replying_to_id))
+        if draft.author_id is None and draft.body.strip():
+            total, unedited = total + 1, unedited + 1
+        elif model is not None:
+            total += 1
+            unedited += copilot.unedited(draft.body, model)
+    return unedited, total

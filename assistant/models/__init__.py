@@ -14,6 +14,7 @@ from assistant.models.desk import (
     TriageLabel,
 )
 from assistant.models.drift import DriftReport, QuestionSample
+from assistant.models.macros import Macro
 from assistant.models.training import TrainingExample
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "DriftReport",
     "Feedback",
     "InboundMail",
+    "Macro",
     "Mailbox",
     "MailMessage",
     "Message",

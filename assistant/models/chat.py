@@ -167,6 +167,10 @@ class Message(models.Model):
         CANCELLED = "cancelled"  # the visitor left mid-answer: what was generated is kept
         FAILED = "failed"
 
+    class Suggestion(models.TextChoices):
+        UNEDITED = "unedited", "sent unedited"
+        EDITED = "edited", "edited, then sent"
+
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
     role = models.CharField(max_length=16, choices=Role.choices)
     author = models.ForeignKey(  # the agent who wrote an agent message
@@ -193,6 +197,9 @@ class Message(models.Model):
     support = models.JSONField(default=list, blank=True)
     confidence = models.FloatField(null=True, blank=True)
     verified = models.BooleanField(default=False)
+    # An agent's reply that came from a suggested reply (the copilot, assistant/copilot.py): sent
+    # as suggested (whitespace aside) or edited first; empty for every other message.
+    suggestion = models.CharField(max_length=8, choices=Suggestion.choices, blank=True, default="")
 
     class Meta:
         ordering = ["created_at", "id"]

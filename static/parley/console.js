@@ -5,6 +5,9 @@
 (function () {
   "use strict";
   var queue = {}, me = null, current = null, socket = null, backoff = 500;
+  // The copilot: the suggestion on screen, and the one inserted in the reply box (its id goes
+  // with the reply, so Parley can count suggestions sent unedited).
+  var suggestion = null, inserted = null;
   var $ = function (id) { return document.getElementById(id); };
 
   function send(frame) { if (socket && socket.readyState === 1) socket.send(JSON.stringify(frame)); }
@@ -18,6 +21,7 @@
       // no console open anywhere they are offered an answer by email instead.
       $("connection").textContent = "Online: visitors can reach you";
       if (current) send({ type: "open", conversation: current });
+      send({ type: "macros" });
     };
     socket.onclose = function () {
       $("connection").textContent = "Reconnecting… (visitors see nobody online)";
@@ -40,6 +44,7 @@
     } else if (frame.type === "history") {
       if (frame.conversation.id !== current) return;
       $("log").textContent = "";
+      if (frame.summary) renderSummary(frame.summary);
       frame.messages.forEach(function (m) { add(m.role, m.text, m.agent, m.citations, m.id); });
       renderButtons(frame.conversation);
     } else if (frame.type === "visitor_message" && frame.conversation === current) {
@@ -48,9 +53,88 @@
       // The visitor sees it; the console has nothing to show.
     } else if (frame.type === "agent_message") {
       add("agent", frame.text, frame.agent);
+    } else if (frame.type === "suggestion" && frame.conversation === current) {
+      showSuggestion(frame);
+    } else if (frame.type === "macros") {
+      renderMacros(frame.items);
+    } else if (frame.type === "macro" && frame.conversation === current) {
+      insertMacro(frame);
     } else if (frame.type === "error") {
       $("error").textContent = frame.message;
+      $("suggest").disabled = !current;
     }
+  }
+
+  // What the visitor asked the assistant before the handover, built from the stored messages.
+  function renderSummary(summary) {
+    var box = document.createElement("div");
+    box.className = "handover";
+    box.setAttribute("role", "note");
+    var title = document.createElement("strong");
+    title.textContent = "Before the handover: " + summary.headline;
+    box.appendChild(title);
+    var list = document.createElement("ol");
+    summary.questions.forEach(function (q) {
+      var item = document.createElement("li");
+      var asked = document.createElement("div");
+      asked.textContent = "“" + q.question + "”";
+      var answered = document.createElement("div");
+      answered.className = "muted";
+      answered.textContent = "Assistant: " + q.answer;
+      item.appendChild(asked); item.appendChild(answered);
+      var flags = [];
+      if (q.failed) flags.push(["could not answer", "badge-bad"]);
+      else if (!q.sure) flags.push(["not sure", "badge-warn"]);
+      else if (q.verified) flags.push(["verified", "badge-ok"]);
+      if (q.thumbs_down) flags.push(["thumbs-down", "badge-bad"]);
+      flags.forEach(function (flag) {
+        var badge = document.createElement("span");
+        badge.className = "badge " + flag[1]; badge.textContent = flag[0];
+        answered.appendChild(document.createTextNode(" ")); answered.appendChild(badge);
+      });
+      list.appendChild(item);
+    });
+    box.appendChild(list);
+    $("log").appendChild(box);
+  }
+
+  function showSuggestion(frame) {
+    $("suggest").disabled = false;
+    $("suggestion").hidden = false;
+    $("suggestion-label").textContent = frame.label || "";
+    $("suggestion-text").textContent = frame.text || "";
+    $("suggestion-note").textContent = frame.note || "";
+    $("suggestion-note").hidden = !frame.note;
+    suggestion = frame.text ? { id: frame.id, text: frame.text } : null;
+    $("insert").hidden = !suggestion;
+    $("insert").disabled = $("reply").disabled;
+  }
+
+  function hideSuggestion() {
+    suggestion = null; inserted = null;
+    $("suggestion").hidden = true;
+  }
+
+  function renderMacros(items) {
+    var picker = $("macro");
+    while (picker.options.length > 1) picker.remove(1);
+    items.forEach(function (m) {
+      var option = document.createElement("option");
+      option.value = m.id; option.textContent = m.title;
+      picker.appendChild(option);
+    });
+    picker.hidden = !items.length;
+  }
+
+  // A canned reply goes where the cursor is in the reply box (at the end if it has not been there).
+  var placed = false;
+  function insertMacro(frame) {
+    var box = $("reply"), start = box.selectionStart, end = box.selectionEnd;
+    if (placed && typeof start === "number") box.value = box.value.slice(0, start) + frame.text + box.value.slice(end);
+    else box.value = box.value ? box.value.replace(/\s*$/, "") + " " + frame.text : frame.text;
+    $("macro-warning").textContent = frame.warning || "";
+    $("macro-warning").hidden = !frame.warning;
+    box.focus();
   }
 
   function stateText(c) {
@@ -85,6 +169,7 @@
   }
 
   function open(id) {
+    if (id !== current) { hideSuggestion(); $("macro-warning").hidden = true; }
     current = id; $("error").textContent = "";
     $("chat-title").textContent = "Conversation " + id.slice(0, 8);
     renderQueue();
@@ -97,6 +182,10 @@
     $("hand-back").disabled = !mine && c.status !== "queued";
     $("close").disabled = c.status === "closed" || (c.status === "agent" && !mine);
     $("reply").disabled = $("send").disabled = !mine;
+    // A suggestion for a conversation waiting for a person, or one you have; inserting and
+    // canned replies need it to be yours.
+    $("suggest").disabled = !(mine || c.status === "queued");
+    $("insert").disabled = $("macro").disabled = !mine;
   }
 
   function add(role, text, agent, citations, id) {
@@ -166,9 +255,34 @@
     event.preventDefault();
     var text = $("reply").value.trim();
     if (!text || !current) return;
-    send({ type: "reply", conversation: current, text: text });
+    var frame = { type: "reply", conversation: current, text: text };
+    if (inserted) frame.suggestion = inserted.id;
+    send(frame);
     $("reply").value = "";
+    inserted = null; placed = false;
+    $("macro-warning").hidden = true;
     lastTyping = 0;
+  });
+  $("suggest").addEventListener("click", function () {
+    if (!current) return;
+    $("error").textContent = "";
+    this.disabled = true;
+    send({ type: "suggest", conversation: current });
+  });
+  $("insert").addEventListener("click", function () {
+    if (!suggestion || $("reply").disabled) return;
+    $("reply").value = suggestion.text;
+    inserted = suggestion;
+    $("reply").focus();
+  });
+  $("dismiss").addEventListener("click", hideSuggestion);
+  $("macro").addEventListener("change", function () {
+    var id = this.value;
+    this.selectedIndex = 0;
+    if (id && current) send({ type: "macro", conversation: current, macro: Number(id) });
+  });
+  ["click", "keyup", "select"].forEach(function (name) {
+    $("reply").addEventListener(name, function () { placed = true; });
   });
   // The visitor sees "<your name> is typing": at most one frame every 3 seconds while typing.
   var lastTyping = 0;
