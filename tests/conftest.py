@@ -192,6 +192,10 @@ class LiveParley(ManagedServer):
         "CHAT_MAX_ANSWER_TOKENS": "32",
         "CONTENT_SECTION_TOKENS": "48",
         "CONTENT_OUTLINE_TOKENS": "32",
+        # Actions may call the tests' local stand-ins for company systems (on loopback, over http).
+        "ACTIONS_ALLOWED_HOSTS": "127.0.0.1",
+        "ACTIONS_PRIVATE_HOSTS": "127.0.0.1",
+        "ACTIONS_HTTP_HOSTS": "127.0.0.1",
     }
 
 

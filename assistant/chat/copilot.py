@@ -201,7 +201,8 @@ def handover_summary(conversation: Conversation) -> dict[str, Any] | None:
         # A question the assistant answered; words relayed to a person get no answer from it.
         if question.role != Message.Role.USER or answer.role != Message.Role.ASSISTANT:
             continue
-        sentences = split_sentences(answer.text)
+        # A list's "1." is not a sentence worth showing: skip bare markers.
+        sentences = [s for s in split_sentences(answer.text) if len(s.strip(" .)-*0123456789")) > 2]
         failed = answer.status == Message.Status.FAILED or answer.finish_reason in FALLBACK_REASONS
         turns.append(
             {
