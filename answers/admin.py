@@ -98,7 +98,7 @@ class ActionAdmin(AdminRoleOnly, admin.ModelAdmin[Action]):
     list_filter = ("enabled", "kind")
     search_fields = ("name", "examples", "url")
     readonly_fields = ("version", "created_at", "updated_at")
-    actions = ["test_actions"]
+    actions = ["test_actions", "list_tools"]
 
     def save_model(self, request: HttpRequest, obj: Action, form: Any, change: bool) -> None:
         secret_changed = bool(form.cleaned_data.get("remove_secret") or form.cleaned_data.get("secret"))
@@ -134,6 +134,24 @@ class ActionAdmin(AdminRoleOnly, admin.ModelAdmin[Action]):
             detail = f" ({reply.call.error})" if reply.call.error else ""
             self.message_user(
                 request, f"{action.name}: {reply.status}{detail}. The reply: {reply.text}", level
+            )
+
+    @admin.action(description="List the tools of its MCP server (to pick the tool)")
+    def list_tools(self, request: HttpRequest, queryset: QuerySet[Action]) -> None:
+        from answers.lookups.mcp import McpError
+        from answers.lookups.runner import mcp_tools
+
+        for action in queryset:
+            try:
+                tools = mcp_tools(action)
+            except McpError as exc:
+                self.message_user(request, f"{action.name}: {exc.message}", messages.ERROR)
+                continue
+            named = "; ".join(
+                f"{t['name']}: {(t.get('description') or '').strip()[:120]}" for t in tools[:30]
+            )
+            self.message_user(
+                request, f"{action.name}: {len(tools)} tool(s). {named or 'None.'}", messages.INFO
             )
 
 

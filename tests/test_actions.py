@@ -524,6 +524,10 @@ def test_an_mcp_tool_answers_through_the_same_template_and_record(embedder, sett
     settings.ACTIONS_MCP_COMMANDS = [command]
     action.full_clean()
     action.save()
+    # The admin lists the server's tools to pick one.
+    from answers.lookups.runner import mcp_tools
+
+    assert "get_order_status" in [tool["name"] for tool in mcp_tools(action)]
     reply = run_lookup(Plan(action, {"order_number": "ZX4471"}, None, 1.0), visitor="v", caller="test")
     assert reply.status == "ok" and reply.verified, reply.call.error
     assert reply.text == "Order ZX4471 is shipped, due 2026-12-09."

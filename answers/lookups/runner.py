@@ -303,3 +303,32 @@ def _record(
         parameters=parameters,
     )
     return call
+
+
+def mcp_tools(action: Action) -> list[dict[str, Any]]:
+    """The tools of an MCP action's server (for the admin picking one), under the same rules for
+    its address and command as a call; raises McpError with a plain message."""
+    from answers.lookups import mcp
+
+    if action.kind != Action.Kind.MCP or not action.mcp_target:
+        raise mcp.McpError("This action does not name an MCP server.")
+    if action.mcp_transport == "http":
+        refusal = endpoint_refusal(action.mcp_target)
+        if refusal is not None:
+            raise mcp.McpError(refusal)
+    try:
+        secret = action.get_secret()
+    except SecretUnreadable as exc:
+        raise mcp.McpError(str(exc)) from exc
+    headers = {
+        name: fill_header(value, {"secret": secret, "visitor": ""})
+        for name, value in (action.headers or {}).items()
+    }
+    timeout = min(float(action.timeout_seconds), float(settings.ACTIONS_MAX_TIMEOUT_SECONDS))
+    return async_to_sync(mcp.list_mcp_tools)(
+        action.mcp_transport,
+        action.mcp_target,
+        timeout,
+        headers=headers if action.mcp_transport == "http" else None,
+        allowed_hosts=tuple(settings.ACTIONS_PRIVATE_HOSTS),
+    )
