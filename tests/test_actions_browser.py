@@ -90,7 +90,7 @@ def test_a_visitor_gets_an_order_status_and_an_agent_takes_over_with_a_suggestio
         visitor.locator(".parley-input").press("Enter")
         visitor.locator(".parley-source").first.wait_for(timeout=120_000)
         visitor.locator(".parley-handoff").click()
-        agent.locator(".queue-item").first.click()
+        agent.locator(".queue-item", has_text="factory reset").first.click()
         agent.get_by_text("Before the handover", exact=False).first.wait_for(timeout=15_000)
         agent.locator("#suggest:not([disabled])").click()
         suggestion = agent.locator("#suggestion-text")
@@ -108,5 +108,7 @@ def test_a_visitor_gets_an_order_status_and_an_agent_takes_over_with_a_suggestio
         sent.wait_for(timeout=15_000)
         assert "Maria" in sent.inner_text()
         shot(visitor, "04-visitor-gets-the-reply")
+        agent.locator("#close:not([disabled])").click()  # done: it leaves the queue for other tests
+        agent.locator(".queue-item", has_text="factory reset").wait_for(state="detached", timeout=15_000)
     finally:
         orders.close()

@@ -78,7 +78,7 @@ def test_widget_on_another_origin_answers_then_an_agent_takes_over(live_parley, 
         sign_in(agent, live_parley.url, "ana", "/console/")
         agent.locator("#connection").filter(has_text="Online").wait_for(timeout=15_000)
         visitor.locator(".parley-handoff").click()  # "Talk to a person"
-        agent.locator(".queue-item").first.click()
+        agent.locator(".queue-item", has_text="refund").first.click()
         agent.locator("#claim:not([disabled])").click()
         agent.locator("#reply:not([disabled])").fill("Hello, this is Ana. Happy to help with your refund.")
         agent.locator("#reply").press("Enter")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DEMO_DIR, REPO, ManagedServer, StaticSite, free_port
+from tests.conftest import DEMO_DIR, REPO, ManagedServer, StaticSite, free_port, sign_in
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -60,7 +60,14 @@ def outbox():
 def fresh(tmp_path_factory, outbox):
     controller, _ = outbox
     server = FreshParley(tmp_path_factory.mktemp("first-hour"), free_port())
-    server.env.update({"EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": str(controller.port)})
+    server.smtp_port = free_port()
+    server.env.update(
+        {
+            "EMAIL_HOST": "127.0.0.1",
+            "EMAIL_PORT": str(controller.port),
+            "SMTP_INBOUND_PORT": str(server.smtp_port),
+        }
+    )
     server.manage("migrate", "--noinput")
     server.manage("ingest", str(DEMO_DIR))
     server.start()
@@ -80,6 +87,32 @@ def reload_until(page, locator: str, seconds: float) -> None:
         assert time.monotonic() < deadline, f"{locator} did not appear on {page.url}"
         page.wait_for_timeout(2000)
         page.reload()
+
+
+def test_a_normal_start_says_what_runs_where_and_nothing_alarming(fresh):
+    import socket
+    import urllib.request
+
+    from tests.test_serve import ALARMING, _wait_for_log
+
+    for path in ("/static/parley/widget.js", "/static/parley/parley.css"):
+        with urllib.request.urlopen(fresh.url + path) as response:
+            assert response.status == 200 and response.read()
+    _wait_for_log(fresh, "parley-embedded@")  # the worker has started: its warnings came before
+    _wait_for_log(fresh, '"GET /static/parley/parley.css HTTP/1.1" 200')
+    started = fresh.read_log()
+    assert f"Parley is running at {fresh.url}/" in started
+    assert f"Live chats and email desk:    {fresh.url}/console/" in started
+    assert f"Content studio:               {fresh.url}/studio/" in started
+    assert f"Inbound email (SMTP):         127.0.0.1:{fresh.smtp_port}" in started
+    assert f"Create the first administrator at {fresh.url}/setup/" in started
+    for line in ALARMING:
+        assert line.lower() not in started.lower(), line
+    assert "-------------- [queues]" not in started  # Celery's banner: serve says what runs
+    # A real client that hangs up is still logged (only the listener's own probe is not).
+    with socket.create_connection(("127.0.0.1", fresh.smtp_port), timeout=10) as client:
+        assert client.recv(1024).startswith(b"220")
+    _wait_for_log(fresh, "connection lost")
 
 
 def test_the_first_hour(fresh, outbox, browser, tmp_path):
@@ -105,6 +138,10 @@ def test_the_first_hour(fresh, outbox, browser, tmp_path):
     for section in ("Live chats", "Email desk", "Analytics", "Studio", "Governance"):
         assert section.lower() in header.lower(), header
     shot(admin, "02-console")
+    admin.get_by_role("button", name="Sign out").click()
+    admin.wait_for_url("**/accounts/login/")
+    assert admin.locator("h1").inner_text() == "Sign in to Parley"
+    sign_in(admin, fresh.url, "sam", "/console/")
 
     # 2. A Site for the company's own website, another origin, open no hours (nobody is there).
     company = StaticSite(tmp_path)

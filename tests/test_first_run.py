@@ -255,36 +255,3 @@ def test_two_simultaneous_setups_make_one_administrator(tmp_path):
     (loser,) = set(outcome) - set(winners)
     assert outcome[loser] == "302 /accounts/login/"
     assert users == str(winners)
-
-
-@pytest.mark.slow
-def test_a_new_install_in_a_browser_from_setup_to_signing_in_again(tmp_path, browser):
-    from tests.conftest import sign_in
-
-    server = SetupServer(tmp_path, free_port(), "--no-worker", "--no-warmup")
-    server.manage("migrate", "--noinput")
-    server.start()
-    try:
-        page = browser.new_page()
-        page.goto(f"{server.url}/console/")
-        page.wait_for_url("**/setup/")
-        assert page.locator("h1").inner_text() == "Create the first administrator"
-        page.locator("#id_username").fill("sam")
-        page.locator("#id_display_name").fill("Sam Taylor")
-        page.locator("#id_email").fill("sam@example.com")
-        page.locator("#id_password1").fill("correct horse battery staple")
-        page.locator("#id_password2").fill("correct horse battery stapler")
-        page.get_by_role("button", name="Create administrator and sign in").click()
-        assert "not the same" in page.locator(".errorlist").inner_text()
-        page.locator("#id_password1").fill("correct horse battery staple")
-        page.locator("#id_password2").fill("correct horse battery staple")
-        page.get_by_role("button", name="Create administrator and sign in").click()
-        page.wait_for_url("**/console/")
-        assert "Sam Taylor" in page.locator("header").inner_text()
-        page.get_by_role("button", name="Sign out").click()
-        page.wait_for_url("**/accounts/login/")
-        assert page.locator("h1").inner_text() == "Sign in to Parley"
-        sign_in(page, server.url, "sam", "/studio/")
-        page.close()
-    finally:
-        server.stop()

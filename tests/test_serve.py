@@ -138,37 +138,6 @@ def test_the_running_server_says_where_it_is(live_parley):
     )
 
 
-def test_a_normal_start_says_what_runs_where_and_nothing_alarming(tmp_path):
-    import socket
-
-    smtp_port = free_port()
-    server = LiveParley(tmp_path, free_port(), "--no-warmup")
-    server.env["SMTP_INBOUND_PORT"] = str(smtp_port)
-    server.manage("migrate", "--noinput")
-    server.start()
-    try:
-        for path in ("/static/parley/widget.js", "/static/parley/parley.css"):
-            with urllib.request.urlopen(server.url + path) as response:
-                assert response.status == 200 and response.read()
-        _wait_for_log(server, "parley-embedded@")  # the worker has started: its warnings came before
-        _wait_for_log(server, '"GET /static/parley/parley.css HTTP/1.1" 200')
-        started = server.read_log()
-        # A real client that hangs up is still logged.
-        with socket.create_connection(("127.0.0.1", smtp_port), timeout=10) as client:
-            assert client.recv(1024).startswith(b"220")
-        _wait_for_log(server, "connection lost")
-    finally:
-        server.stop()
-    assert f"Parley is running at {server.url}/" in started
-    assert f"Live chats and email desk:    {server.url}/console/" in started
-    assert f"Content studio:               {server.url}/studio/" in started
-    assert f"Inbound email (SMTP):         127.0.0.1:{smtp_port}" in started
-    assert f"Create the first administrator at {server.url}/setup/" in started
-    for line in ALARMING:
-        assert line.lower() not in started.lower(), line
-    assert "-------------- [queues]" not in started  # Celery's banner: serve says what runs
-
-
 def test_import_curated_says_what_a_rerun_did():
     from assistant.management.commands.import_curated import report
 
