@@ -72,7 +72,7 @@ def fetch(
     deadline = time.monotonic() + timeout
     try:
         with httpx.Client(
-            transport=_CheckedTransport(allowed),
+            transport=CheckedTransport(allowed),
             follow_redirects=False,
             timeout=timeout,
             headers={"User-Agent": USER_AGENT},
@@ -231,9 +231,10 @@ class _CheckedBackend(httpcore.SyncBackend):
         return super().connect_tcp(addresses[-1], port, timeout, local_address, socket_options)
 
 
-class _CheckedTransport(httpx.HTTPTransport):
+class CheckedTransport(httpx.HTTPTransport):
     """httpx's transport over `_CheckedBackend`. httpx has no parameter for the network backend,
-    so the connection pool it built is replaced by one that uses ours (same TLS defaults)."""
+    so the connection pool it built is replaced by one that uses ours (same TLS defaults). Also
+    the transport of actions' calls (answers/lookups/http.py), with their own exemptions."""
 
     def __init__(self, allowed: Sequence[str]) -> None:
         super().__init__(trust_env=False)

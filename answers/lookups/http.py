@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,7 +33,7 @@ from django.conf import settings
 
 from answers.lookups.params import fill_header, fill_url
 from retrieval.errors import IngestError
-from retrieval.fetch import checked_addresses, host_allowed
+from retrieval.fetch import CheckedTransport, host_allowed
 
 USER_AGENT = "Parley-actions/0.1"
 MAX_DEPTH = 32
@@ -86,7 +86,7 @@ def call_http(
     deadline = time.monotonic() + timeout
     try:
         with httpx.Client(
-            transport=_CheckedTransport(tuple(settings.ACTIONS_PRIVATE_HOSTS)),
+            transport=CheckedTransport(tuple(settings.ACTIONS_PRIVATE_HOSTS)),
             follow_redirects=False,
             timeout=timeout,
             trust_env=False,
@@ -159,35 +159,3 @@ def _depth(data: Any) -> int:
         elif isinstance(value, list):
             stack.extend((v, depth + 1) for v in value)
     return deepest
-
-
-class _CheckedBackend(httpcore.SyncBackend):
-    """httpcore's socket backend, connecting only to addresses `checked_addresses` lets through
-    (as retrieval.fetch's: the check is the same, the exemptions are ACTIONS_PRIVATE_HOSTS)."""
-
-    def __init__(self, allowed: Sequence[str]) -> None:
-        self.allowed = allowed
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.NetworkStream:
-        addresses = checked_addresses(host, port, self.allowed)
-        for address in addresses[:-1]:
-            try:
-                return super().connect_tcp(address, port, timeout, local_address, socket_options)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout):
-                continue
-        return super().connect_tcp(addresses[-1], port, timeout, local_address, socket_options)
-
-
-class _CheckedTransport(httpx.HTTPTransport):
-    def __init__(self, allowed: Sequence[str]) -> None:
-        super().__init__(trust_env=False)
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False), network_backend=_CheckedBackend(allowed)
-        )

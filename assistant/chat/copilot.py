@@ -25,7 +25,7 @@ from assistant.chat.access import get_visitor_conversation
 from assistant.chat.actions import _history, retrieval_query
 from assistant.chat.errors import ChatError
 from assistant.chat.replies import Suggested, lookup_plan, suggested_reply
-from assistant.desk.drafting import latest_question
+from assistant.desk.drafting import customer_text, latest_question, retrieve_for
 from assistant.desk.letter import letter
 from assistant.models import Conversation, Message, Ticket
 from core.errors import DomainError
@@ -244,18 +244,10 @@ def desk_suggestion(ticket: Ticket, agent: Any) -> dict[str, Any]:
     message = latest_question(ticket)
     if message is None:
         raise DomainError("no_question", "This ticket has no customer mail to answer.", 409)
-    customer = (message.reply_text or message.text).strip()[:DESK_QUESTION_CHARS]
+    customer = customer_text(message)[:DESK_QUESTION_CHARS]
     if not customer:
         raise DomainError("no_question", "The customer's mail has no text to answer.", 409)
-    retrieval = retrieve(
-        Ask(
-            f"{message.subject or ticket.subject}\n{customer}",
-            collection=settings.DESK_COLLECTION,
-            k=settings.DESK_RETRIEVAL_K,
-            pinned=True,
-            pinned_text=customer,
-        )
-    )
+    retrieval = retrieve_for(ticket, message, customer)
     suggested = suggested_reply(customer, retrieval, ticket.language or None)
     inserted = letter(ticket, message, suggested.text) if suggested.template != "canned:decline" else ""
     suggestion_id = copilot.remember(inserted, agent=agent, ticket=ticket.pk) if inserted else None

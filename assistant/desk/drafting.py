@@ -64,8 +64,23 @@ def latest_question(ticket: Ticket) -> MailMessage | None:
     )
 
 
-def _customer_text(message: MailMessage) -> str:
+def customer_text(message: MailMessage) -> str:
+    """What the customer wrote in this mail (its new part when it quotes earlier ones)."""
     return (message.reply_text or message.text).strip()
+
+
+def retrieve_for(ticket: Ticket, message: MailMessage, customer: str) -> Retrieval:
+    """The desk's knowledge base searched for a mail: its subject and `customer`'s words, with a
+    pinned answer for those words winning (the draft and the copilot's suggestion alike)."""
+    return retrieve(
+        Ask(
+            f"{message.subject or ticket.subject}\n{customer}",
+            collection=settings.DESK_COLLECTION,
+            k=settings.DESK_RETRIEVAL_K,
+            pinned=True,
+            pinned_text=customer,
+        )
+    )
 
 
 def _thread_history(ticket: Ticket, before: MailMessage) -> list[tuple[str, str]]:
@@ -76,14 +91,14 @@ def _thread_history(ticket: Ticket, before: MailMessage) -> list[tuple[str, str]
         : settings.DESK_HISTORY_MESSAGES
     ]
     return [
-        ("user" if m.direction == MailMessage.Direction.IN else "assistant", _customer_text(m))
+        ("user" if m.direction == MailMessage.Direction.IN else "assistant", customer_text(m))
         for m in reversed(rows)
     ]
 
 
 def question_text(ticket: Ticket, message: MailMessage) -> str:
     name = message.from_name or ticket.customer_name or message.from_email
-    return f"Email from {name}\nSubject: {message.subject or ticket.subject}\n\n{_customer_text(message)}"
+    return f"Email from {name}\nSubject: {message.subject or ticket.subject}\n\n{customer_text(message)}"
 
 
 def next_version(ticket: Ticket) -> int:
@@ -108,17 +123,9 @@ def write_draft(ticket: Ticket) -> Draft | None:
     if message is None:
         return None
     started = time.perf_counter()
-    customer = _customer_text(message)
+    customer = customer_text(message)
     lookup = _lookup(ticket, message, customer)
-    retrieval = retrieve(
-        Ask(
-            f"{message.subject or ticket.subject}\n{customer}",
-            collection=settings.DESK_COLLECTION,
-            k=settings.DESK_RETRIEVAL_K,
-            pinned=True,
-            pinned_text=customer,
-        )
-    )
+    retrieval = retrieve_for(ticket, message, customer)
     if retrieval.pinned is not None:
         return _pinned_draft(ticket, message, retrieval.pinned, customer, started, lookup)
     generator = load_generator()
