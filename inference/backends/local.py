@@ -79,6 +79,7 @@ class LocalTextGenerator(TextGenerator):
             model_dir,
             device=settings.INFERENCE_DEVICE,
             dtype=settings.CHAT_DTYPE,
+            weights=settings.CHAT_WEIGHTS,
             max_input_tokens=settings.INFERENCE_MAX_INPUT_TOKENS,
             max_total_tokens=settings.INFERENCE_MAX_TOTAL_TOKENS,
             max_new_tokens=settings.INFERENCE_MAX_NEW_TOKENS,

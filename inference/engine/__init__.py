@@ -24,8 +24,13 @@ inference/server/ do that). The shape is vLLM's, shrunk to what a reader can hol
   checks it). A decode step runs the rows up to the highest one in use, rounded up to ROW_QUANTUM
   (4): measured on CPU, the kernels then give each row the same bits whatever the batch. bfloat16
   matmuls (oneDNN) are invariant as they are; float32 ones (MKL) only when taken 4 rows at a time
-  (LlamaForward.row_linear). Decode is bound by reading the weights, so 8 rows cost little more
-  than 1: that is why batching pays.
+  (LlamaForward.row_linear). With quantised weights the quantum is 1 (those kernels are
+  row-invariant). Decode is bound by reading the weights, so 8 rows cost little more than 1: that
+  is why batching pays.
+- Quantised decode (CHAT_WEIGHTS=int4, the CPU default): decode steps multiply by 4-bit weights
+  (torch's CPU int4 kernel; the 4-bit values are the GGUF's own, quant.py) and an int8 LM head,
+  reading a quarter of the bytes; prompts are prefilled with the float weights, where the matmuls
+  are compute-bound and the float kernels fastest. A LoRA adapter runs beside the 4-bit weights.
 
 Why not transformers' own continuous batching (`ContinuousBatchingManager`, transformers 5.x: it
 has add_request, cancel_request and per-request logits-processor arguments): it runs the model in
@@ -40,6 +45,7 @@ One module per concept:
   cancellation and limits. `Request` and its listener events.
 - `forward.py`: `LlamaForward`, the batched forward pass over the slot KV cache.
 - `loading.py`: the model and tokenizer from a folder, with a fine-tuned adapter merged in.
+- `quant.py`: the int4/int8 weight-only linears of decode steps, and LoRA beside them.
 - `decoding.py`: `IncrementalDecoder`, token ids back to streamed text.
 - `device.py`: INFERENCE_DEVICE and CHAT_DTYPE resolved (also used by fine-tuning and images).
 

@@ -39,6 +39,19 @@ def resolve_dtype(setting: str, device: torch.device) -> torch.dtype:
     return dtype
 
 
+def resolve_weights(setting: str, device: torch.device) -> str:
+    """CHAT_WEIGHTS: "auto" is int4 on the CPU (a decode step reads a quarter of bf16's bytes;
+    benchmarks/RESULTS.md, "Quantised decode") and the float weights (bf16) elsewhere. torch's
+    int4/int8 weight-only kernels used here are its CPU ones."""
+    if setting == "auto":
+        return "int4" if device.type == "cpu" else "bf16"
+    if setting not in ("bf16", "int8", "int4"):
+        raise ValueError(f"CHAT_WEIGHTS={setting!r}: expected auto, bf16, int8 or int4")
+    if setting != "bf16" and device.type != "cpu":
+        raise ValueError(f"CHAT_WEIGHTS={setting} runs on the CPU; use bf16 on {device.type}")
+    return setting
+
+
 def pipeline_dtype(device: torch.device) -> torch.dtype:
     """The image pipelines' dtype: half precision on CUDA (bf16 where supported: its float32 range
     avoids the fp16 overflow that turns some VAEs' output into NaN); float32 elsewhere, as the CPU

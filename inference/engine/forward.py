@@ -12,6 +12,7 @@ import torch.nn.functional as F  # noqa: N812
 from transformers import PreTrainedModel
 
 from inference.base import ModelUnavailable
+from inference.engine.quant import DenseLinear, LoraDelta, LoraPiece, Matmul, QuantLinear
 
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2")
 
@@ -20,13 +21,19 @@ SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2")
 # then bit-identical whatever the other rows and its position among them, and differs for other
 # group sizes (remainder rows take another kernel); greedy output does not depend on who else is
 # in the batch. bfloat16 matmuls alone would allow 1, but the decode attention's batched matmuls
-# then are not invariant (measured: greedy text changed), so it holds for every dtype.
+# then were not invariant (measured in an earlier torch: greedy text changed), so it holds for the
+# float weights. With quantised weights (CHAT_WEIGHTS=int4|int8) the quantum is 1: those kernels
+# and, with torch 2.13, the attention's matmuls are row-invariant (tests/test_quantised.py).
 ROW_QUANTUM = 4
 
 # A Hugging Face decoder layer of the Llama family (LlamaDecoderLayer, Qwen2DecoderLayer...): its
 # submodules are reached by name, which torch's Module typing cannot follow.
 Layer = Any
 SavedPrefix = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values (Hkv, L, D)
+# What an adapter adds beside quantised weights, by module name ("model.layers.0.self_attn.q_proj"):
+# the module's weight before the merge (float32) and its LoRA piece (loading.load_lora).
+Lora = dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]  # base weight, A, B * scaling
+WEIGHTS = ("bf16", "int8", "int4")  # CHAT_WEIGHTS: float weights in the serving dtype, or quantised
 Write = Callable[[int, torch.Tensor, torch.Tensor], None]  # (layer, keys, values)
 Attend = Callable[[int, torch.Tensor], torch.Tensor]  # (layer, queries) -> attention output
 
@@ -49,6 +56,24 @@ class Fused(NamedTuple):
     inter: int  # I, the MLP's intermediate size
 
 
+class Norm(NamedTuple):
+    weight: torch.Tensor
+    eps: float
+
+
+class DecodeLayer(NamedTuple):
+    """One layer as a decode step runs it: norms and the four projections as matmuls."""
+
+    input_norm: Norm
+    post_norm: Norm
+    qkv: Matmul  # (R, C) -> (R, Hq*D + 2*Hkv*D)
+    sizes: list[int]
+    o: Matmul
+    gate_up: Matmul  # (R, C) -> (R, 2*I)
+    inter: int
+    down: Matmul
+
+
 class LlamaForward:
     """The batched forward pass over a Llama-family model's weights and a slot KV cache.
 
@@ -57,7 +82,15 @@ class LlamaForward:
     into the fused matrices, so `model.generate` still works on the same memory.
     """
 
-    def __init__(self, model: PreTrainedModel, *, slots: int, capacity: int) -> None:
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        *,
+        slots: int,
+        capacity: int,
+        weights: str = "bf16",
+        lora: Lora | None = None,
+    ) -> None:
         config = model.config
         if config.model_type not in SUPPORTED_MODEL_TYPES:
             raise ModelUnavailable(
@@ -74,9 +107,6 @@ class LlamaForward:
         self.n_heads = config.num_attention_heads
         self.n_kv = config.num_key_value_heads
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.n_heads
-        self.hidden_act: Callable[[torch.Tensor], torch.Tensor] | None = (
-            F.silu if config.hidden_act == "silu" else None
-        )
         self.fused = [self._fuse(layer) for layer in self.layers]
         self.capacity = capacity
         self.rows_allocated = -(-slots // ROW_QUANTUM) * ROW_QUANTUM
@@ -92,6 +122,88 @@ class LlamaForward:
         cpu_float32 = self.device.type == "cpu" and self.dtype == torch.float32
         self.decode_linear: Linear = self.row_linear if cpu_float32 else F.linear
         self.columns = torch.arange(capacity + 1, device=self.device)  # (C+1,)
+        # Rotary angles for every column, once: the same elementwise values the module computes.
+        cos, sin = self.rotary(torch.zeros(1, dtype=self.dtype, device=self.device), self.columns[None])
+        self.cos, self.sin = cos[0], sin[0]  # (C+1, D)
+        self.act: Callable[[torch.Tensor], torch.Tensor] = (
+            F.silu if config.hidden_act == "silu" else self.layers[0].mlp.act_fn
+        )
+        self.weights = weights
+        # The quantised kernels and the decode attention give a row the same bits whatever the
+        # number of rows (measured, tests/test_quantised.py): a step then runs exactly the rows up
+        # to the highest in use, so one stream attends over one row, not ROW_QUANTUM.
+        self.row_quantum = ROW_QUANTUM if weights == "bf16" else 1
+        self.decode_layers = [self._decode_layer(i, lora or {}) for i in range(len(self.layers))]
+        self.final_norm = Norm(self.norm.weight, self.norm.variance_epsilon)
+        head = self.lm_head
+        # The LM head (the tied embedding: Q8_0 in the GGUF) is int8 for both quantised settings.
+        self.decode_head = self._matmul("lm_head", head, 8 if weights != "bf16" else 0, {})
+
+    def _decode_layer(self, i: int, lora: Lora) -> DecodeLayer:
+        layer, fused = self.layers[i], self.fused[i]
+        attn, mlp = layer.self_attn, layer.mlp
+        bits = {"bf16": 0, "int8": 8, "int4": 4}[self.weights]
+        prefix = f"model.layers.{i}."
+        qkv = self._fused_matmul(
+            [(prefix + f"self_attn.{n}", getattr(attn, n)) for n in ("q_proj", "k_proj", "v_proj")],
+            fused.qkv,
+            fused.qkv_bias,
+            bits,
+            lora,
+        )
+        gate_up = self._fused_matmul(
+            [(prefix + f"mlp.{n}", getattr(mlp, n)) for n in ("gate_proj", "up_proj")],
+            fused.gate_up,
+            None,
+            bits,
+            lora,
+        )
+        return DecodeLayer(
+            input_norm=Norm(layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon),
+            post_norm=Norm(
+                layer.post_attention_layernorm.weight, layer.post_attention_layernorm.variance_epsilon
+            ),
+            qkv=qkv,
+            sizes=fused.sizes,
+            o=self._matmul(prefix + "self_attn.o_proj", attn.o_proj, bits, lora),
+            gate_up=gate_up,
+            inter=fused.inter,
+            down=self._matmul(prefix + "mlp.down_proj", mlp.down_proj, bits, lora),
+        )
+
+    def _matmul(self, name: str, module: Any, bits: int, lora: Lora) -> Matmul:
+        return self._fused_matmul([(name, module)], module.weight, module.bias, bits, lora)
+
+    def _fused_matmul(
+        self,
+        parts: list[tuple[str, Any]],
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        bits: int,
+        lora: Lora,
+    ) -> Matmul:
+        """The decode matmul of a (fused) weight. Float weights: the weight itself (an adapter is
+        already merged into it). Quantised: the weights before any merge, quantised, with the
+        adapter's pieces beside them."""
+        if not bits:
+            return DenseLinear(weight, bias, self.decode_linear)
+        pieces, base, start = [], [], 0
+        for name, module in parts:
+            size = module.weight.shape[0]
+            if name in lora:
+                before, down, up = lora[name]
+                base.append(before)
+                pieces.append(LoraPiece(start, start + size, down.to(self.dtype), up.to(self.dtype)))
+            else:
+                base.append(module.weight.detach())
+            start += size
+        full = torch.cat([w.float() for w in base]) if pieces else weight
+        return QuantLinear(full, bits, self.dtype, bias, LoraDelta(pieces) if pieces else None)
+
+    def quantised_bytes(self) -> int:
+        """Bytes of the quantised decode weights (0 for CHAT_WEIGHTS=bf16)."""
+        matmuls = [m for layer in self.decode_layers for m in (layer.qkv, layer.o, layer.gate_up, layer.down)]
+        return sum(m.nbytes() for m in [*matmuls, self.decode_head] if isinstance(m, QuantLinear))
 
     def _fuse(self, layer: Layer) -> Fused:
         attn, mlp = layer.self_attn, layer.mlp
@@ -127,46 +239,41 @@ class LlamaForward:
         sin: torch.Tensor,
         write: Write,
         attend: Attend,
-        linear: Linear = F.linear,
     ) -> torch.Tensor:
-        """One decoder layer. x: (B, T, C). write(i, k, v) stores the new keys/values,
-        attend(i, q) returns the attention output (B, H, T, D); linear(x, weight, bias=None)."""
+        """One decoder layer of a prompt chunk. x: (B, T, C). write(i, k, v) stores the new
+        keys/values, attend(i, q) returns the attention output (B, H, T, D)."""
         layer = self.layers[i]
         qkv_weight, qkv_bias, sizes, gate_up, inter = self.fused[i]
         o_proj, down_proj = layer.self_attn.o_proj, layer.mlp.down_proj
         B, T, _ = x.shape
         h = layer.input_layernorm(x)
-        q, k, v = torch.split(linear(h, qkv_weight, qkv_bias), sizes, dim=-1)
+        q, k, v = torch.split(F.linear(h, qkv_weight, qkv_bias), sizes, dim=-1)
         q = q.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
         k = k.view(B, T, self.n_kv, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
         v = v.view(B, T, self.n_kv, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
         q, k = self._rotate(q, cos, sin), self._rotate(k, cos, sin)
         write(i, k, v)
         out = attend(i, q).transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)  # (B, T, H*D)
-        x = x + linear(out, o_proj.weight, o_proj.bias)
+        x = x + F.linear(out, o_proj.weight, o_proj.bias)
         h = layer.post_attention_layernorm(x)
-        gate, up = torch.split(linear(h, gate_up), inter, dim=-1)  # (B, T, I) each
-        activated = self.hidden_act(gate) if self.hidden_act else layer.mlp.act_fn(gate)
-        return x + linear(activated * up, down_proj.weight, down_proj.bias)
+        gate, up = torch.split(F.linear(h, gate_up), inter, dim=-1)  # (B, T, I) each
+        return x + F.linear(self.act(gate) * up, down_proj.weight, down_proj.bias)
 
-    def _logits(self, x: torch.Tensor, linear: Linear = F.linear) -> torch.Tensor:
-        return linear(self.norm(x), self.lm_head.weight, self.lm_head.bias).float()  # (B, V)
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(self.norm(x), self.lm_head.weight, self.lm_head.bias).float()  # (B, V)
 
     @staticmethod
     def row_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-        """F.linear for decode steps, x: (R, 1, C) with R a multiple of ROW_QUANTUM, computed
+        """F.linear for decode steps, x: (R, C) with R a multiple of ROW_QUANTUM, computed
         as weight @ x.T per group of ROW_QUANTUM rows. Measured with MKL on the dev machines
         (benchmarks/RESULTS.md, "decode matmuls"): for a few rows this layout runs 2-3x faster
         than F.linear (which reads the weights inefficiently at small M), and a row's result is
         bit-identical whatever the other rows of its group, so batch-invariant by construction."""
         R = x.shape[0]
-        flat = x.reshape(R, -1)  # (R, C)
-        out = torch.cat(
-            [weight @ flat[g : g + ROW_QUANTUM].T for g in range(0, R, ROW_QUANTUM)], dim=1
-        ).T  # (R, O)
+        out = torch.cat([weight @ x[g : g + ROW_QUANTUM].T for g in range(0, R, ROW_QUANTUM)], dim=1).T
         if bias is not None:
             out = out + bias
-        return out.contiguous().view(R, 1, -1)  # (R, 1, O)
+        return out.contiguous()  # (R, O)
 
     def save_prefix(self, slot: int, length: int) -> SavedPrefix:
         """Copies of row `slot`'s keys/values for columns [0, length), per layer (Hkv, L, D)."""
@@ -209,36 +316,49 @@ class LlamaForward:
         return self._logits(x[:, -1])
 
     def decode(self, ids: torch.Tensor, positions: torch.Tensor, width: int) -> torch.Tensor:
-        """One token for each of the first R rows (R a multiple of ROW_QUANTUM). ids, positions:
+        """One token for each of the first R rows (R a multiple of row_quantum). ids, positions:
         (R,); a row with nothing to decode has position `capacity` (the scratch column). Attends
-        to columns [0, width). Logits (R, V)."""
-        R = ids.shape[0]
-        x = self.embed(ids[:, None])  # (R, 1, C)
-        rope_positions = positions.clamp(max=self.capacity - 1)[:, None]  # (R, 1)
-        cos, sin = self.rotary(x, rope_positions)
-        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # (R, 1, 1, D)
+        to columns [0, width). Logits (R, V).
+
+        Written as few tensor operations as the maths allows (a decode step of a 135M model is
+        ~20 operations per layer, each costing microseconds of dispatch): rotary angles from a
+        table, RMSNorm as one fused kernel (bit-identical to transformers' float32 formulation,
+        tests/test_quantised.py), 2-D activations, and the projections as `DecodeLayer` matmuls:
+        the quantised kernels for CHAT_WEIGHTS=int4|int8, F.linear (or row_linear) otherwise."""
+        R, D = ids.shape[0], self.head_dim
+        x = self.embed(ids)  # (R, C)
+        angle = positions.clamp(max=self.capacity - 1)
+        cos, sin = self.cos[angle][:, None], self.sin[angle][:, None]  # (R, 1, D)
         # Row r sees its columns [0, position_r]; idle rows see column 0 only (never all-masked).
         visible = torch.where(positions >= self.capacity, torch.zeros_like(positions), positions)
         hidden = self.columns[:width][None, :] > visible[:, None]  # (R, W)
         bias = torch.zeros(R, 1, 1, width, device=self.device).masked_fill_(hidden[:, None, None], -torch.inf)
         rows = self.rows[:R]
-        G, scale = self.n_heads // self.n_kv, self.head_dim**-0.5
-
-        def write(i: int, k: torch.Tensor, v: torch.Tensor) -> None:
-            self.keys[i][rows, :, positions] = k[:, :, 0]  # (R, Hkv, D) at each row's column
-            self.values[i][rows, :, positions] = v[:, :, 0]
-
-        def attend(i: int, q: torch.Tensor) -> torch.Tensor:
+        G, scale, half = self.n_heads // self.n_kv, D**-0.5, D // 2
+        H, Hkv = self.n_heads, self.n_kv
+        for i, layer in enumerate(self.decode_layers):
+            h = self._norm(x, layer.input_norm)
+            qkv = layer.qkv(h)  # (R, (H + 2*Hkv) * D)
+            qk = qkv[:, : (H + Hkv) * D].view(R, H + Hkv, D)  # queries and keys rotate alike
+            qk = qk * cos + torch.cat((-qk[..., half:], qk[..., :half]), dim=-1) * sin
+            q, k, v = qk[:, :H], qk[:, H:], qkv[:, (H + Hkv) * D :]  # (R, H, D), (R, Hkv, D), (R, Hkv*D)
+            self.keys[i][rows, :, positions] = k  # (R, Hkv, D) at each row's column
+            self.values[i][rows, :, positions] = v.view(R, self.n_kv, D)
             # Written out rather than SDPA: for one query per row the CPU kernels' overhead
             # dominates (bf16 SDPA measured 3-10x slower, benchmarks/RESULTS.md). keys @ q^T reads
             # each row's cache block in place; scores softmax in float32, as transformers' eager
             # attention does. Each row is its own batch entry: batch-invariant.
             keys, values = self.keys[i][:R, :, :width], self.values[i][:R, :, :width]  # (R, Hkv, W, D)
-            grouped = q.reshape(R, self.n_kv, G, self.head_dim)  # (R, Hkv, G, D), heads in kv order
+            grouped = q.reshape(R, self.n_kv, G, D)  # heads in kv order
             scores = torch.matmul(keys, grouped.transpose(-1, -2)).transpose(-1, -2)  # (R, Hkv, G, W)
             weights = torch.softmax(scores.float() * scale + bias, dim=-1).to(values.dtype)
-            return torch.matmul(weights, values).reshape(R, self.n_heads, 1, self.head_dim)
+            out = torch.matmul(weights, values).view(R, self.n_heads * D)  # (R, H*D)
+            x = x + layer.o(out)
+            h = self._norm(x, layer.post_norm)
+            gate, up = torch.split(layer.gate_up(h), layer.inter, dim=-1)  # (R, I) each
+            x = x + layer.down(self.act(gate) * up)
+        return self.decode_head(self._norm(x, self.final_norm)).float()  # (R, V)
 
-        for i in range(len(self.layers)):
-            x = self._layer(i, x, cos, sin, write, attend, self.decode_linear)
-        return self._logits(x[:, -1:], self.decode_linear)[:, 0]
+    def _norm(self, x: torch.Tensor, norm: Norm) -> torch.Tensor:
+        # transformers' LlamaRMSNorm: normalise in float32, round to the dtype, then scale.
+        return norm.weight * F.rms_norm(x.float(), (x.shape[-1],), eps=norm.eps).to(x.dtype)

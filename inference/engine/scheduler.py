@@ -26,8 +26,8 @@ from inference.base import (
     ModelBusy,
     ModelUnavailable,
 )
-from inference.engine.device import resolve_device, resolve_dtype
-from inference.engine.forward import ROW_QUANTUM, LlamaForward, SavedPrefix
+from inference.engine.device import resolve_device, resolve_dtype, resolve_weights
+from inference.engine.forward import LlamaForward, Lora, SavedPrefix
 from inference.engine.loading import load_causal_lm
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,7 @@ class Engine:
         *,
         device: str = "auto",
         dtype: str = "auto",
+        weights: str = "auto",
         max_input_tokens: int = 1536,
         max_total_tokens: int = 2048,
         max_new_tokens: int = 512,
@@ -85,9 +86,13 @@ class Engine:
             raise ModelUnavailable(f"No chat model at {model_dir}. Run `python manage.py prepare_models`.")
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
+        self.weights = resolve_weights(weights, self.device)
         started = time.perf_counter()
         self.tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(model_dir)
-        self.model = load_causal_lm(model_dir, device=self.device, dtype=self.dtype, adapter_dir=adapter_dir)
+        lora: Lora | None = {} if self.weights != "bf16" else None
+        self.model = load_causal_lm(
+            model_dir, device=self.device, dtype=self.dtype, adapter_dir=adapter_dir, lora=lora
+        )
         self.context_length = int(getattr(self.model.config, "max_position_embeddings", 2048))
         self.capacity = min(max_total_tokens, self.context_length)
         self.max_input_tokens = min(max_input_tokens, self.capacity - 1)
@@ -109,7 +114,9 @@ class Engine:
         self.prefix_hits = 0
         self.prefix_misses = 0
         self.stop_ids = self._stop_token_ids()
-        self.forward = LlamaForward(self.model, slots=slots, capacity=self.capacity)
+        self.forward = LlamaForward(
+            self.model, slots=slots, capacity=self.capacity, weights=self.weights, lora=lora
+        )
         vocab = self.model.config.vocab_size
         # Tokens each row has produced, for the repetition penalty (prompt tokens are not
         # penalised: a grounded answer should copy facts from its sources).
@@ -123,11 +130,13 @@ class Engine:
         self.free_slots = list(range(slots))
         self.load = 0  # requests waiting or holding a row, not counting cancelled ones
         log.info(
-            "event=model_loaded path=%s adapter=%s device=%s dtype=%s slots=%d capacity=%d seconds=%.2f",
+            "event=model_loaded path=%s adapter=%s device=%s dtype=%s weights=%s slots=%d capacity=%d"
+            " seconds=%.2f",
             model_dir,
             adapter_dir or "-",
             self.device,
             self.dtype,
+            self.weights,
             slots,
             self.capacity,
             time.perf_counter() - started,
@@ -319,7 +328,8 @@ class Engine:
     def _decode(self) -> None:
         # Rows [0, R): every running request's row, rounded up to the row quantum.
         highest = max(r.slot for r in self.running) + 1
-        R = min(self.forward.rows_allocated, -(-highest // ROW_QUANTUM) * ROW_QUANTUM)
+        quantum = self.forward.row_quantum
+        R = min(self.forward.rows_allocated, -(-highest // quantum) * quantum)
         ids = torch.zeros(R, dtype=torch.long)
         positions = torch.full((R,), self.capacity, dtype=torch.long)
         for request in self.running:
