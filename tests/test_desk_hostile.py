@@ -110,7 +110,7 @@ def test_under_serve_a_mail_of_blank_lines_leaves_health_answering_and_the_worke
     smtp_port = free_port()
     server = LiveParley(tmp_path, free_port(), "--no-warmup")
     server.env["SMTP_INBOUND_PORT"] = str(smtp_port)
-    server.manage("migrate", "--noinput")
+    server.migrate()
     server.start()
     try:
         started = time.monotonic()

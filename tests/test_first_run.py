@@ -230,7 +230,7 @@ def _submit_setup(url: str, username: str, barrier: threading.Barrier, outcome: 
 @pytest.mark.slow
 def test_two_simultaneous_setups_make_one_administrator(tmp_path):
     server = SetupServer(tmp_path, free_port(), "--no-worker", "--no-warmup")
-    server.manage("migrate", "--noinput")
+    server.migrate()
     server.start()
     try:
         barrier, outcome = threading.Barrier(2), {}

@@ -65,7 +65,7 @@ def warming_server(tmp_path_factory):
     """A fresh `serve` polled from its first moment: every /health/ready answer it gave, in order,
     with /health's model states at that moment."""
     server = PortFromEnvironment(tmp_path_factory.mktemp("health"), free_port())
-    server.manage("migrate", "--noinput")
+    server.migrate()
     server.start()
     seen: list[tuple[int, dict, dict]] = []
     deadline = time.monotonic() + 180

@@ -85,7 +85,7 @@ def _wait_for_document(database: Path, doc: Path) -> None:
 
 def test_work_queued_while_stopped_runs_after_start_and_sigterm_leaves_no_orphans(tmp_path):
     server = LiveParley(tmp_path, free_port(), "--no-warmup")
-    server.manage("migrate", "--noinput")
+    server.migrate()
     # Queued with no worker running: the filesystem broker must keep it until serve starts.
     doc = tmp_path / "queued.md"
     doc.write_text("# Queued while stopped\n\nThis document was queued before the server started.\n")
