@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup install models run test check browser mailserver clean
+.PHONY: setup install models run test check browser mailserver clean test-containers
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,20 @@ mailserver:
 test: export DEBUG ?= 1
 test: setup browser mailserver
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The container deployment (Containerfile, compose.yaml) built and run by tests/test_containers.py
+# with podman: Debian's podman, buildah, runc and mmdebstrap (the base image is built from Debian
+# packages where no registry can be reached), uidmap and fuse-overlayfs for rootless podman, and
+# podman-compose from PyPI. PostgreSQL and Redis are the host's (.ci/run starts them).
+test-containers: export DEBUG ?= 1
+test-containers: install
+	@command -v podman >/dev/null && command -v mmdebstrap >/dev/null || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			podman buildah runc mmdebstrap uidmap fuse-overlayfs >/dev/null; }
+	@$(BIN)/python -c "import podman_compose" 2>/dev/null || $(BIN)/pip install --quiet podman-compose
+	PARLEY_CONTAINER_TESTS=1 $(BIN)/python -m pytest -m containers tests/test_containers.py $(PYTEST_ARGS)
 
 # Lint and format, the layering as import contracts (pyproject.toml: layers, only inference/
 # imports the model libraries, no cycles inside a package), strict types on core/, answers/,
