@@ -14,26 +14,16 @@ import json
 import os
 import re
 import smtplib
-import socket
 import time
-import uuid
 
 import pytest
+
+from tests.conftest import PG, REDIS, missing_services, scratch_database
 
 # The first test also pays for the image build (minutes when cold) and the stack's start-up.
 pytestmark = [pytest.mark.slow, pytest.mark.containers, pytest.mark.timeout(1500)]
 
-PG = ("127.0.0.1", 5432)
-REDIS = ("127.0.0.1", 6379)
 SITE_ORIGIN = "https://www.brightline.example"
-
-
-def _reachable(address: tuple[str, int]) -> bool:
-    try:
-        socket.create_connection(address, timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
 def _report(request, line: str) -> None:
@@ -57,7 +47,7 @@ def harness():
     reason = harness.why_podman_cannot_run()
     if reason:
         pytest.skip(reason)
-    missing = [name for name, addr in (("PostgreSQL", PG), ("Redis", REDIS)) if not _reachable(addr)]
+    missing = missing_services(("PostgreSQL", PG), ("Redis", REDIS))
     if missing:
         pytest.skip(f"{', '.join(missing)} not running on this machine (the stack uses the host's)")
     return harness
@@ -73,14 +63,8 @@ def image(harness, request):
 
 @pytest.fixture(scope="module")
 def database():
-    import psycopg
-
-    name = f"parley_containers_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgres://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database("parley_containers") as name:
+        yield f"postgres://postgres@127.0.0.1:5432/{name}"
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,9 @@ import hashlib
 import hmac
 import os
 import smtplib
-import socket
 import subprocess
 import sys
 import time
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -28,7 +26,7 @@ from django.utils import timezone
 from assistant.models import Draft, InboundMail, MailMessage, Ticket
 from core.roles import AGENT
 from tests import dovecot
-from tests.conftest import REPO, LiveParley, _user, free_port
+from tests.conftest import PG, REPO, LiveParley, _user, free_port, reachable, scratch_database
 from tests.conftest import customer_mail as mail
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -327,25 +325,15 @@ def test_a_stranger_naming_a_message_id_gets_a_ticket_of_their_own(listener):
 
 # --- PostgreSQL: the column lengths and text rules SQLite does not enforce ------------------------
 
-PG = ("127.0.0.1", 5432)
-
 
 @pytest.fixture(scope="module")
 def postgres_url():
-    try:
-        socket.create_connection(PG, timeout=1).close()
-    except OSError:
+    if not reachable(PG):
         if os.environ.get("CI"):
             pytest.fail("PostgreSQL is not running; .ci/run should have started it")
         pytest.skip("PostgreSQL is not running on this machine")
-    import psycopg
-
-    name = f"parley_test_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database("parley_test") as name:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
 
 
 @pytest.fixture(scope="module")

@@ -5,49 +5,30 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
-import uuid
 
 import pytest
 from websockets.sync.client import connect
 
-from tests.conftest import DEMO_DIR, LiveParley, free_port
+from tests.conftest import DEMO_DIR, PG, REDIS, LiveParley, free_port, missing_services, scratch_database
 
 pytestmark = pytest.mark.slow
-
-PG = ("127.0.0.1", 5432)
-REDIS = ("127.0.0.1", 6379)
-
-
-def _reachable(address: tuple[str, int]) -> bool:
-    try:
-        socket.create_connection(address, timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module")
 def services():
-    missing = [name for name, addr in (("PostgreSQL", PG), ("Redis", REDIS)) if not _reachable(addr)]
+    missing = missing_services(("PostgreSQL", PG), ("Redis", REDIS))
     if missing:
         if os.environ.get("CI"):
             pytest.fail(f"{', '.join(missing)} not running; .ci/run should have started it")
         pytest.skip(f"{', '.join(missing)} not running on this machine")
-    import psycopg
-
-    name = f"parley_test_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield {
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{name}",
-        "REDIS_URL": "redis://127.0.0.1:6379/14",
-        "CELERY_BROKER_URL": "redis://127.0.0.1:6379/15",
-        "CELERY_RESULT_BACKEND": "redis://127.0.0.1:6379/15",
-    }
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database("parley_test") as name:
+        yield {
+            "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{name}",
+            "REDIS_URL": "redis://127.0.0.1:6379/14",
+            "CELERY_BROKER_URL": "redis://127.0.0.1:6379/15",
+            "CELERY_RESULT_BACKEND": "redis://127.0.0.1:6379/15",
+        }
 
 
 def test_serve_on_postgres_and_redis_answers_and_runs_queued_work(services, tmp_path):

@@ -67,7 +67,6 @@ class DecodeLayer(NamedTuple):
     input_norm: Norm
     post_norm: Norm
     qkv: Matmul  # (R, C) -> (R, Hq*D + 2*Hkv*D)
-    sizes: list[int]
     o: Matmul
     gate_up: Matmul  # (R, C) -> (R, 2*I)
     inter: int
@@ -135,9 +134,8 @@ class LlamaForward:
         self.row_quantum = ROW_QUANTUM if weights == "bf16" else 1
         self.decode_layers = [self._decode_layer(i, lora or {}) for i in range(len(self.layers))]
         self.final_norm = Norm(self.norm.weight, self.norm.variance_epsilon)
-        head = self.lm_head
         # The LM head (the tied embedding: Q8_0 in the GGUF) is int8 for both quantised settings.
-        self.decode_head = self._matmul("lm_head", head, 8 if weights != "bf16" else 0, {})
+        self.decode_head = self._matmul("lm_head", self.lm_head, 8 if weights != "bf16" else 0, {})
 
     def _decode_layer(self, i: int, lora: Lora) -> DecodeLayer:
         layer, fused = self.layers[i], self.fused[i]
@@ -164,7 +162,6 @@ class LlamaForward:
                 layer.post_attention_layernorm.weight, layer.post_attention_layernorm.variance_epsilon
             ),
             qkv=qkv,
-            sizes=fused.sizes,
             o=self._matmul(prefix + "self_attn.o_proj", attn.o_proj, bits, lora),
             gate_up=gate_up,
             inter=fused.inter,
