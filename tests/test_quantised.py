@@ -121,3 +121,13 @@ def test_a_lora_adapter_runs_beside_the_quantised_weights(tmp_path, float_model)
     assert (got - want).abs().max() < 0.25 * (want - without).abs().max()
     assert got.argmax() == want.argmax()
     assert beside.forward.decode_layers[0].qkv.lora is not None  # type: ignore[attr-defined]
+
+
+def test_a_weights_setting_the_device_cannot_run_is_refused_with_a_clear_error():
+    from inference.engine.device import resolve_weights
+
+    assert resolve_weights("auto", torch.device("cuda")) == "bf16"
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        resolve_weights("int4", torch.device("cuda"))
+    with pytest.raises(ValueError, match="expected auto, bf16, int8 or int4"):
+        resolve_weights("int3", torch.device("cpu"))
